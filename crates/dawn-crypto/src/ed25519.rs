@@ -1,0 +1,397 @@
+//! Ed25519 signatures with strict verification.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use ed25519_dalek::Signer as _;
+use zeroize::Zeroizing;
+
+use crate::rng::{RngError, random_array};
+use crate::x25519::{X25519PublicKey, X25519SecretKey};
+
+/// Length in bytes of an Ed25519 secret key (the seed).
+pub const SECRET_KEY_LEN: usize = 32;
+/// Length in bytes of an Ed25519 public key.
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Length in bytes of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// A public key could not be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The input had the wrong number of bytes.
+    #[error("expected {expected} key bytes, got {actual}")]
+    Length {
+        /// The length the key type requires.
+        expected: usize,
+        /// The length that was supplied.
+        actual: usize,
+    },
+    /// The bytes are not the canonical encoding of a point on the curve.
+    #[error("key bytes are not a canonical curve point encoding")]
+    Encoding,
+    /// The point has small order: any signature would "verify" under it, so it is refused.
+    #[error("key is a small-order (weak) point")]
+    SmallOrder,
+}
+
+/// A signature did not verify.
+///
+/// Deliberately carries no detail: the reason a forgery failed is of no use to an honest caller
+/// and of some use to an attacker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The signature is malformed or does not match the message and key.
+    #[error("signature verification failed")]
+    Invalid,
+}
+
+/// An Ed25519 secret key.
+///
+/// Zeroized on drop; `Debug` prints only the public half; equality is constant-time.
+#[derive(Clone)]
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl SigningKey {
+    /// Generates a new key from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    /// [`RngError`] if the operating system cannot provide randomness.
+    pub fn generate() -> Result<Self, RngError> {
+        let seed = Zeroizing::new(random_array::<SECRET_KEY_LEN>()?);
+        Ok(Self::from_bytes(&seed))
+    }
+
+    /// Builds a key from its 32-byte seed (RFC 8032 "private key").
+    #[must_use]
+    pub fn from_bytes(seed: &[u8; SECRET_KEY_LEN]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// Returns the 32-byte seed, in a buffer that zeroizes when dropped.
+    #[must_use]
+    pub fn to_bytes(&self) -> Zeroizing<[u8; SECRET_KEY_LEN]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    /// Returns the public half of this key.
+    #[must_use]
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey(self.0.verifying_key())
+    }
+
+    /// Signs `message` (pure Ed25519, RFC 8032 section 5.1.6).
+    #[must_use]
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature(self.0.sign(message).to_bytes())
+    }
+
+    /// Converts this signing key to the X25519 secret key of the same Montgomery scalar, the
+    /// counterpart of [`VerifyingKey::to_x25519`].
+    ///
+    /// This lets a node's single Ed25519 identity also receive [sealed boxes](crate::seal):
+    /// reusing one key for Ed25519 and an X25519 KEM is analysed as secure by Thormarker,
+    /// "On using the same key pair for Ed25519 and an X25519 based KEM" (ePrint 2021/509).
+    #[must_use]
+    pub fn to_x25519(&self) -> X25519SecretKey {
+        X25519SecretKey::from_bytes(&Zeroizing::new(self.0.to_scalar_bytes()))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("public", &self.verifying_key())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl PartialEq for SigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        crate::ct_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for SigningKey {}
+
+/// An Ed25519 public key, valid by construction.
+///
+/// A `VerifyingKey` is always the canonical encoding of a point that is *not* of small order;
+/// [`VerifyingKey::from_bytes`] refuses anything else. Ordering and hashing follow the 32-byte
+/// encoding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VerifyingKey(ed25519_dalek::VerifyingKey);
+
+impl VerifyingKey {
+    /// Parses a 32-byte public key.
+    ///
+    /// # Errors
+    /// [`KeyError::Encoding`] for bytes that are not the canonical encoding of a curve point,
+    /// [`KeyError::SmallOrder`] for one of the eight small-order points.
+    pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<Self, KeyError> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::Encoding)?;
+        // Decompression accepts some non-canonical y encodings; a key must have one spelling.
+        if key.to_edwards().compress().as_bytes() != bytes {
+            return Err(KeyError::Encoding);
+        }
+        if key.is_weak() {
+            return Err(KeyError::SmallOrder);
+        }
+        Ok(Self(key))
+    }
+
+    /// Parses a public key from a slice, checking its length first.
+    ///
+    /// # Errors
+    /// [`KeyError::Length`] if `bytes` is not 32 bytes long, otherwise as
+    /// [`VerifyingKey::from_bytes`].
+    pub fn try_from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+        let array: &[u8; PUBLIC_KEY_LEN] = bytes.try_into().map_err(|_| KeyError::Length {
+            expected: PUBLIC_KEY_LEN,
+            actual: bytes.len(),
+        })?;
+        Self::from_bytes(array)
+    }
+
+    /// The 32-byte encoding.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        self.0.as_bytes()
+    }
+
+    /// The 32-byte encoding, by value.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; PUBLIC_KEY_LEN] {
+        self.0.to_bytes()
+    }
+
+    /// Verifies `signature` over `message` strictly.
+    ///
+    /// Strict means the checks of RFC 8032 section 5.1.7 plus those that make verification
+    /// unambiguous: `S` must be canonical (`S < L`), `R` must be canonically encoded and not of
+    /// small order, and the equation is checked without the cofactor. Exactly one signature
+    /// spelling verifies for a given `R`, so signatures cannot be mauled into other valid ones.
+    ///
+    /// # Errors
+    /// [`SignatureError::Invalid`] if the signature does not verify.
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+        self.0
+            .verify_strict(message, &signature.to_dalek())
+            .map_err(|_| SignatureError::Invalid)
+    }
+
+    /// The X25519 public key of the same Montgomery point, the counterpart of
+    /// [`SigningKey::to_x25519`]: anyone who knows a node's Ed25519 key can seal to it.
+    #[must_use]
+    pub fn to_x25519(&self) -> X25519PublicKey {
+        X25519PublicKey::from_bytes(self.0.to_montgomery().to_bytes())
+    }
+
+    pub(crate) fn as_dalek(&self) -> &ed25519_dalek::VerifyingKey {
+        &self.0
+    }
+}
+
+impl Hash for VerifyingKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for VerifyingKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for VerifyingKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey(")?;
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl TryFrom<&[u8]> for VerifyingKey {
+    type Error = KeyError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, KeyError> {
+        Self::try_from_slice(bytes)
+    }
+}
+
+/// An Ed25519 signature: 64 bytes, `R || S`.
+///
+/// Any 64 bytes make a `Signature`; validity is decided by [`VerifyingKey::verify`] and
+/// [`crate::verify_batch`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature([u8; SIGNATURE_LEN]);
+
+impl Signature {
+    /// Wraps 64 signature bytes.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; SIGNATURE_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses a signature from a slice, checking its length.
+    ///
+    /// # Errors
+    /// [`KeyError::Length`] if `bytes` is not 64 bytes long.
+    pub fn try_from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+        let array: [u8; SIGNATURE_LEN] = bytes.try_into().map_err(|_| KeyError::Length {
+            expected: SIGNATURE_LEN,
+            actual: bytes.len(),
+        })?;
+        Ok(Self(array))
+    }
+
+    /// The 64-byte encoding.
+    #[must_use]
+    pub const fn to_bytes(&self) -> [u8; SIGNATURE_LEN] {
+        self.0
+    }
+
+    /// The 64-byte encoding, borrowed.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.0
+    }
+
+    /// The `R` half (the commitment point encoding).
+    pub(crate) fn r_bytes(&self) -> [u8; 32] {
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&self.0[..32]);
+        r
+    }
+
+    /// The `S` half (the response scalar encoding).
+    pub(crate) fn s_bytes(&self) -> [u8; 32] {
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&self.0[32..]);
+        s
+    }
+
+    pub(crate) fn to_dalek(self) -> ed25519_dalek::Signature {
+        ed25519_dalek::Signature::from_bytes(&self.0)
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature(")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify() {
+        let key = SigningKey::generate().unwrap();
+        let sig = key.sign(b"message");
+        key.verifying_key().verify(b"message", &sig).unwrap();
+        assert_eq!(
+            key.verifying_key().verify(b"messagE", &sig),
+            Err(SignatureError::Invalid)
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let text = format!("{key:?}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(!text.contains("0707070707"), "{text}");
+    }
+
+    #[test]
+    fn rejects_small_order_keys() {
+        // The identity point (y = 1) and the point of order 2 (y = -1) among the eight
+        // small-order points.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            VerifyingKey::from_bytes(&identity),
+            Err(KeyError::SmallOrder)
+        );
+        let order2 = {
+            // y = p - 1 = 2^255 - 20
+            let mut b = [0xffu8; 32];
+            b[0] = 0xec;
+            b[31] = 0x7f;
+            b
+        };
+        assert_eq!(VerifyingKey::from_bytes(&order2), Err(KeyError::SmallOrder));
+    }
+
+    #[test]
+    fn rejects_non_canonical_key_encoding() {
+        // y = p + 1 is a non-canonical spelling of the identity (y = 1).
+        let mut b = [0xffu8; 32];
+        b[0] = 0xee;
+        b[31] = 0x7f;
+        assert_eq!(VerifyingKey::from_bytes(&b), Err(KeyError::Encoding));
+    }
+
+    #[test]
+    fn rejects_wrong_lengths() {
+        assert_eq!(
+            VerifyingKey::try_from_slice(&[0u8; 31]),
+            Err(KeyError::Length {
+                expected: 32,
+                actual: 31
+            })
+        );
+        assert!(Signature::try_from_slice(&[0u8; 63]).is_err());
+    }
+
+    #[test]
+    fn rejects_non_canonical_s() {
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let sig = key.sign(b"m");
+        // Add the group order L to S: same value mod L, different bytes.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut bytes = sig.to_bytes();
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = u16::from(bytes[32 + i]) + u16::from(L[i]) + carry;
+            bytes[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        let mauled = Signature::from_bytes(bytes);
+        assert_eq!(
+            key.verifying_key().verify(b"m", &mauled),
+            Err(SignatureError::Invalid)
+        );
+    }
+
+    #[test]
+    fn x25519_conversion_agrees() {
+        let key = SigningKey::generate().unwrap();
+        assert_eq!(
+            key.to_x25519().public_key(),
+            key.verifying_key().to_x25519()
+        );
+    }
+}
