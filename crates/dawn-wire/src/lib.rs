@@ -1,0 +1,61 @@
+//! Dawn's wire format, layer 2 of the workspace.
+//!
+//! Everything two Dawn nodes say to each other passes through this crate:
+//!
+//! - **Frames** ([`encode_frame`], [`FrameDecoder`]): a 4-byte big-endian length, then the
+//!   payload, with a hard maximum checked before anything is buffered.
+//! - **Messages** ([`Message`]): `[format version][type number]` and a strict postcard body.
+//!   Unknown versions and types are typed errors; later crates carry their own payloads in
+//!   [`Message::Protocol`] under the type numbers their [`Subsystem`] owns.
+//! - **The handshake** ([`Hello`], [`Capabilities`], [`negotiate`]).
+//!
+//! The crate is sans-IO: no sockets, no clock, no threads. Every decoder is a pure function of
+//! its input, bounded, and never panics.
+//!
+//! # Example
+//!
+//! ```
+//! use dawn_wire::{
+//!     Capabilities, FrameDecoder, Hello, MAX_FRAME_LEN, Message, Ping, encode_frame, negotiate,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node_id = dawn_crypto::SigningKey::from_bytes(&[1; 32]).verifying_key().into();
+//! let hello = Hello::new(node_id, Capabilities::GOSSIP | Capabilities::MCP);
+//!
+//! // Sender: message -> bytes -> frame.
+//! let mut stream = Vec::new();
+//! for message in [Message::Hello(hello.clone()), Message::Ping(Ping { nonce: 1 })] {
+//!     encode_frame(&message.encode()?, MAX_FRAME_LEN, &mut stream)?;
+//! }
+//!
+//! // Receiver: bytes as they arrive -> frames -> messages.
+//! let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
+//! decoder.push(&stream)?;
+//! let Some(frame) = decoder.next_frame()? else { unreachable!() };
+//! let Message::Hello(theirs) = Message::decode(&frame)? else { unreachable!() };
+//! assert_eq!(negotiate(&hello, &theirs)?, dawn_wire::PROTOCOL_VERSION);
+//! # Ok(()) }
+//! ```
+//!
+//! # Status
+//!
+//! Wire format version 1, protocol version 1. The encoding of every message is pinned by golden
+//! files in `tests/golden/`; changing one is a protocol change.
+
+mod codec;
+mod frame;
+mod hello;
+mod message;
+
+pub use crate::codec::{PayloadError, decode_payload, encode_payload};
+pub use crate::frame::{
+    FRAME_HEADER_LEN, FrameDecoder, FrameError, MAX_FRAME_LEN, decode_frame_header, encode_frame,
+};
+pub use crate::hello::{
+    Capabilities, Hello, HelloError, MAX_SOFTWARE_LEN, PROTOCOL_VERSION, negotiate,
+};
+pub use crate::message::{
+    MAX_MESSAGE_LEN, MESSAGE_HEADER_LEN, Message, Ping, Pong, Subsystem, WIRE_FORMAT_VERSION,
+    WireError,
+};
