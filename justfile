@@ -4,7 +4,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Run a node on the embedded default (data dir under your user data directory).
 demo:
-    cargo run --release -p dawn-node --bin dawn-node
+    cargo run --release --bin dawn-node
 
 # The whole test suite: the README's test command.
 test *ARGS:
