@@ -1,6 +1,9 @@
 //! Strict postcard: one encoding per value, nothing left over.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A message body (or a later crate's payload) could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +86,40 @@ where
     match postcard::experimental::serialized_size(&value) {
         Ok(size) if size == bytes.len() => Ok(value),
         _ => Err(PayloadError::NonCanonical),
+    }
+}
+
+/// A byte string borrowed from the input, encoded as postcard bytes (a varint length, then
+/// the bytes), without serde's element-by-element treatment of `&[u8]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawBytes<'a>(pub(crate) &'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawBytes<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BorrowedBytes<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for BorrowedBytes<'a> {
+            type Value = RawBytes<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a borrowed byte string")
+            }
+
+            fn visit_borrowed_bytes<E: serde::de::Error>(
+                self,
+                v: &'de [u8],
+            ) -> Result<Self::Value, E> {
+                Ok(RawBytes(v))
+            }
+        }
+
+        deserializer.deserialize_bytes(BorrowedBytes(std::marker::PhantomData))
     }
 }
 

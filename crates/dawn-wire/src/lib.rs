@@ -43,15 +43,25 @@
 //! Wire format version 1, protocol version 1. The encoding of every message is pinned by golden
 //! files in `tests/golden/`; changing one is a protocol change.
 
+mod chunk;
 mod codec;
+mod envelope;
 mod frame;
+mod fuzz;
 mod hello;
 mod message;
+mod replay;
 
+pub use crate::chunk::{Chunk, ChunkError, MAX_CHUNK_LEN, Reassembler, ReassemblyLimits, split};
 pub use crate::codec::{PayloadError, decode_payload, encode_payload};
+pub use crate::envelope::{
+    ENVELOPE_DOMAIN, ENVELOPE_VERSION, EnvelopeBatchError, EnvelopeError, MAX_ENVELOPE_LEN,
+    MAX_ENVELOPE_PAYLOAD_LEN, MAX_TOPIC_LEN, SignedEnvelope,
+};
 pub use crate::frame::{
     FRAME_HEADER_LEN, FrameDecoder, FrameError, MAX_FRAME_LEN, decode_frame_header, encode_frame,
 };
+pub use crate::fuzz::{FuzzFailure, fuzz_envelope, fuzz_frames, fuzz_message, fuzz_reassembly};
 pub use crate::hello::{
     Capabilities, Hello, HelloError, MAX_SOFTWARE_LEN, PROTOCOL_VERSION, negotiate,
 };
@@ -59,3 +69,4 @@ pub use crate::message::{
     MAX_MESSAGE_LEN, MESSAGE_HEADER_LEN, Message, Ping, Pong, Subsystem, WIRE_FORMAT_VERSION,
     WireError,
 };
+pub use crate::replay::{ReplayConfig, ReplayGuard, ReplayVerdict, Sequencer};

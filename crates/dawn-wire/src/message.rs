@@ -7,7 +7,8 @@ use dawn_crypto::PUBLIC_KEY_LEN;
 use dawn_identity::{NodeId, NodeIdError};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{PayloadError, decode_payload, encode_into};
+use crate::chunk::{Chunk, ChunkError};
+use crate::codec::{PayloadError, RawBytes, decode_payload, encode_into};
 use crate::frame::MAX_FRAME_LEN;
 use crate::hello::{Capabilities, Hello, HelloError};
 
@@ -179,6 +180,9 @@ pub enum WireError {
     /// A [`Hello`] is invalid.
     #[error("invalid hello: {0}")]
     Hello(#[from] HelloError),
+    /// A [`Chunk`] contradicts itself.
+    #[error("invalid chunk: {0}")]
+    Chunk(#[from] ChunkError),
 }
 
 /// A message: what one frame carries.
@@ -212,6 +216,9 @@ pub enum Message {
     Ping(Ping),
     /// Type `0x0003`: the answer to a ping.
     Pong(Pong),
+    /// Type `0x0004`: a piece of a message too large for one frame (see
+    /// [`Reassembler`](crate::Reassembler)).
+    Chunk(Chunk),
     /// A message of another crate: `kind` is a type number in that crate's [`Subsystem`]
     /// range and `payload` is its body, which that crate decodes (typically with
     /// [`decode_payload`](crate::decode_payload)).
@@ -231,6 +238,8 @@ impl Message {
     pub const TYPE_PING: u16 = 0x0002;
     /// Type number of [`Message::Pong`].
     pub const TYPE_PONG: u16 = 0x0003;
+    /// Type number of [`Message::Chunk`].
+    pub const TYPE_CHUNK: u16 = 0x0004;
 }
 
 /// How a [`Hello`] is laid out in postcard: the field order is frozen forever.
@@ -243,6 +252,17 @@ struct HelloWire<'a> {
     software: &'a str,
 }
 
+/// How a [`Chunk`] is laid out in postcard.
+#[derive(Serialize, Deserialize)]
+struct ChunkWire<'a> {
+    message_id: u64,
+    index: u32,
+    count: u32,
+    total_len: u32,
+    #[serde(borrow)]
+    bytes: RawBytes<'a>,
+}
+
 impl Message {
     /// This message's type number.
     #[must_use]
@@ -251,6 +271,7 @@ impl Message {
             Self::Hello(_) => Self::TYPE_HELLO,
             Self::Ping(_) => Self::TYPE_PING,
             Self::Pong(_) => Self::TYPE_PONG,
+            Self::Chunk(_) => Self::TYPE_CHUNK,
             Self::Protocol { kind, .. } => *kind,
         }
     }
@@ -266,7 +287,7 @@ impl Message {
     }
 
     /// Encodes the message with a limit other than [`MAX_MESSAGE_LEN`], for messages that
-    /// travel in chunks rather than in one frame.
+    /// travel in [chunks](crate::split) rather than in one frame.
     ///
     /// # Errors
     /// As [`Message::encode`].
@@ -290,6 +311,16 @@ impl Message {
             }
             Self::Ping(ping) => encode_into(ping, &mut out).map_err(body)?,
             Self::Pong(pong) => encode_into(pong, &mut out).map_err(body)?,
+            Self::Chunk(chunk) => {
+                let wire = ChunkWire {
+                    message_id: chunk.message_id(),
+                    index: chunk.index(),
+                    count: chunk.count(),
+                    total_len: chunk.total_len(),
+                    bytes: RawBytes(chunk.bytes()),
+                };
+                encode_into(&wire, &mut out).map_err(body)?;
+            }
             Self::Protocol { kind, payload } => {
                 if !is_protocol_type(*kind) {
                     return Err(WireError::NotAProtocolType(*kind));
@@ -322,8 +353,8 @@ impl Message {
         Self::decode_with_limit(bytes, MAX_MESSAGE_LEN)
     }
 
-    /// Decodes one message with a limit other than [`MAX_MESSAGE_LEN`], e.g. one reassembled
-    /// from chunks.
+    /// Decodes one message with a limit other than [`MAX_MESSAGE_LEN`], e.g. one put back
+    /// together by a [`Reassembler`](crate::Reassembler).
     ///
     /// # Errors
     /// As [`Message::decode`].
@@ -358,6 +389,17 @@ impl Message {
             }
             Self::TYPE_PING => Ok(Self::Ping(decode_payload(body).map_err(strict)?)),
             Self::TYPE_PONG => Ok(Self::Pong(decode_payload(body).map_err(strict)?)),
+            Self::TYPE_CHUNK => {
+                let wire: ChunkWire<'_> = decode_payload(body).map_err(strict)?;
+                let chunk = Chunk::new(
+                    wire.message_id,
+                    wire.index,
+                    wire.count,
+                    wire.total_len,
+                    Bytes::copy_from_slice(wire.bytes.0),
+                )?;
+                Ok(Self::Chunk(chunk))
+            }
             kind if is_protocol_type(kind) => Ok(Self::Protocol {
                 kind,
                 payload: Bytes::copy_from_slice(body),
@@ -382,6 +424,12 @@ impl From<Ping> for Message {
 impl From<Pong> for Message {
     fn from(pong: Pong) -> Self {
         Self::Pong(pong)
+    }
+}
+
+impl From<Chunk> for Message {
+    fn from(chunk: Chunk) -> Self {
+        Self::Chunk(chunk)
     }
 }
 
@@ -431,6 +479,7 @@ mod tests {
             Message::Hello(hello()),
             Message::Ping(Ping { nonce: u64::MAX }),
             Message::Pong(Pong::reply_to(&Ping { nonce: 0 })),
+            Message::Chunk(Chunk::new(5, 1, 3, 9, Bytes::from_static(b"abc")).unwrap()),
             Message::Protocol {
                 kind: 0x0101,
                 payload: Bytes::from_static(b"gossip"),
@@ -461,7 +510,7 @@ mod tests {
             Message::decode(&[2, 0, 2, 0]),
             Err(WireError::UnknownFormatVersion(2))
         );
-        for unknown in [0x0000, 0x0004, 0x00FF, 0x0900, 0xEFFF, 0xFFFF] {
+        for unknown in [0x0000, 0x0005, 0x00FF, 0x0900, 0xEFFF, 0xFFFF] {
             let [hi, lo] = u16::to_be_bytes(unknown);
             assert_eq!(
                 Message::decode(&[1, hi, lo, 0]),
@@ -540,6 +589,23 @@ mod tests {
         assert_eq!(
             Message::decode(&bytes),
             Err(WireError::Hello(HelloError::SoftwareTooLong { len: 65 }))
+        );
+    }
+
+    #[test]
+    fn self_contradicting_chunk_is_a_typed_error() {
+        let good = Message::Chunk(Chunk::new(5, 1, 3, 9, Bytes::from_static(b"abc")).unwrap())
+            .encode()
+            .unwrap();
+        assert_eq!(good, [1, 0, 4, 5, 1, 3, 9, 3, b'a', b'b', b'c']);
+        let mut bad = good.clone();
+        bad[4] = 3;
+        assert_eq!(
+            Message::decode(&bad),
+            Err(WireError::Chunk(ChunkError::IndexOutOfRange {
+                index: 3,
+                count: 3
+            }))
         );
     }
 
