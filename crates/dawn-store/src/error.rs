@@ -1,0 +1,188 @@
+//! The store's error type.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rusqlite::ErrorCode;
+
+/// Anything that can go wrong opening or using a [`Store`](crate::Store).
+///
+/// The variants an operator can act on at start-up ([`NotSqlite`](Self::NotSqlite),
+/// [`ForeignDatabase`](Self::ForeignDatabase), [`Corrupt`](Self::Corrupt),
+/// [`SchemaTooNew`](Self::SchemaTooNew)) all mean the file was left exactly as it was found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or read: a missing directory, missing
+    /// permissions, or something other than a regular file at the path.
+    #[error("cannot open the database at {}: {source}", path.display())]
+    Io {
+        /// The database path.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but is not an SQLite database (or is encrypted). It was not modified.
+    #[error("{} is not an SQLite database; it was left untouched", path.display())]
+    NotSqlite {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The file is an SQLite database that belongs to another application. It was not modified.
+    #[error(
+        "{} is an SQLite database of another application (application_id {application_id:#010x}); \
+         it was left untouched",
+        path.display()
+    )]
+    ForeignDatabase {
+        /// The database path.
+        path: PathBuf,
+        /// The `application_id` found in the file's header (0 if unset).
+        application_id: u32,
+    },
+    /// The database is damaged: a bad header, a truncated file, or a failed integrity check.
+    /// Restore it from a backup or move it aside; the store never repairs or recreates it.
+    #[error("the database at {} is corrupt: {detail}", path.display())]
+    Corrupt {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite or the header check reported.
+        detail: String,
+    },
+    /// The database was written by a newer build of Dawn whose schema this build does not
+    /// know. It was not modified; run a newer build or use another data directory.
+    #[error(
+        "the database at {} has schema version {found}, newer than this build's {supported}; \
+         it was left untouched",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The database path.
+        path: PathBuf,
+        /// The schema version recorded in the file.
+        found: u32,
+        /// The newest schema version this build knows ([`SCHEMA_VERSION`](crate::SCHEMA_VERSION)).
+        supported: u32,
+    },
+    /// SQLite refused to switch the database to write-ahead logging (for example on a file
+    /// system without shared memory support).
+    #[error("cannot use write-ahead logging for {} (journal mode stayed {mode})", path.display())]
+    WalUnavailable {
+        /// The database path.
+        path: PathBuf,
+        /// The journal mode SQLite reported instead of `wal`.
+        mode: String,
+    },
+    /// Applying the schema migrations failed; the database is left at its previous version
+    /// because migrations run in one transaction.
+    #[error("migrating {} to schema version {target} failed: {source}", path.display())]
+    Migration {
+        /// The database path.
+        path: PathBuf,
+        /// The schema version the store tried to reach.
+        target: u32,
+        /// The underlying failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// An SQLite call failed for a reason other than corruption (for example the database
+    /// stayed locked by another process for longer than the busy timeout, or the disk is full).
+    #[error("{op} failed: {source}")]
+    Sqlite {
+        /// What the store was doing.
+        op: &'static str,
+        /// The SQLite error.
+        #[source]
+        source: SqliteError,
+    },
+    /// A row read back from the database does not hold a valid value (for example a peer id
+    /// that is not an Ed25519 public key, or a malformed address). The row is left in place.
+    #[error("invalid row in table {table}: {detail}")]
+    InvalidRow {
+        /// The table the row is in.
+        table: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// More addresses were given for one peer than the store keeps.
+    #[error("a peer may have at most {max} addresses, got {count}")]
+    TooManyAddresses {
+        /// How many were given.
+        count: usize,
+        /// The limit, [`MAX_PEER_ADDRS`](crate::MAX_PEER_ADDRS).
+        max: usize,
+    },
+    /// An address cannot be dialled, so it is not stored.
+    #[error("{addr} is not a dialable address: {reason}")]
+    InvalidAddress {
+        /// The rejected address.
+        addr: SocketAddr,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A time before 1970 or too far in the future to record in milliseconds.
+    #[error("time is outside the range the store records (1970 onwards, in i64 milliseconds)")]
+    TimeOutOfRange,
+}
+
+/// An error reported by SQLite, kept opaque so the SQLite binding is not part of Dawn's API.
+#[derive(Debug)]
+pub struct SqliteError(rusqlite::Error);
+
+impl SqliteError {
+    /// Whether the database was locked by another connection for longer than the busy
+    /// timeout; retrying later may succeed.
+    #[must_use]
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self.0.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
+
+    /// Whether the disk or the database's size limit is full.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        matches!(self.0.sqlite_error_code(), Some(ErrorCode::DiskFull))
+    }
+}
+
+impl fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Turns an SQLite error into a [`StoreError`], so that corruption found at any time (not only
+/// at open) is reported as [`StoreError::Corrupt`] rather than as a generic failure.
+pub(crate) fn classify(path: &Path, op: &'static str, err: rusqlite::Error) -> StoreError {
+    if is_corruption(&err) {
+        StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("{op}: {err}"),
+        }
+    } else {
+        StoreError::Sqlite {
+            op,
+            source: SqliteError(err),
+        }
+    }
+}
+
+/// Whether SQLite found the file damaged.
+pub(crate) fn is_corruption(err: &rusqlite::Error) -> bool {
+    // The header magic is checked before SQLite sees a file, so "not a database" from SQLite
+    // means a damaged SQLite file rather than some other kind of file.
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}

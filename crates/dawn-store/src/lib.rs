@@ -1,0 +1,62 @@
+//! Dawn's per-node database, layer 4 of the workspace.
+//!
+//! Each node keeps its durable state in one SQLite file (the bundled SQLite, so every build
+//! has the same version): known peers now, and trust records, the audit log, registry
+//! snapshots, the consensus write-ahead log and agent data as those crates land. Protocol
+//! cores never open files; the node hands their data to a typed repository here.
+//!
+//! - [`Store::open`] creates or opens the file, checks it, switches it to write-ahead logging
+//!   and applies the schema migrations. A file that is not SQLite, belongs to another
+//!   application, is damaged, or was written by a newer build is refused with a typed error
+//!   and left byte-for-byte as it was; the store never deletes or recreates a database.
+//! - [`Store::peers`] gives the [`PeerRepo`]: peers by [`NodeId`](dawn_identity::NodeId),
+//!   with their addresses, first and last contact and failure count.
+//!
+//! A [`Store`] is `Clone + Send + Sync`; every call blocks briefly on the one connection, so
+//! async code calls it from `spawn_blocking`. The store never reads the clock: callers pass
+//! `now`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use dawn_crypto::SigningKey;
+//! use dawn_identity::NodeId;
+//! use dawn_store::Store;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path().join("node.db"))?;
+//! let peer: NodeId = SigningKey::from_bytes(&[7; 32]).verifying_key().into();
+//! let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//!
+//! store.peers().upsert(&peer, &["192.0.2.1:4433".parse()?], now)?;
+//! store.peers().record_failure(&peer, now)?;
+//!
+//! let record = store.peers().get(&peer)?.ok_or("peer missing")?;
+//! assert_eq!(record.failures, 1);
+//! assert_eq!(record.last_seen, None);
+//! # Ok(()) }
+//! ```
+//!
+//! # Schema
+//!
+//! The schema version is SQLite's `user_version`, one per migration; [`SCHEMA_VERSION`] is the
+//! newest this build knows. Migrations are append-only; the crate README describes the policy
+//! for adding tables.
+//!
+//! # Status
+//!
+//! Peers only. The on-disk schema is pinned by a golden test (`tests/golden/schema.sql`).
+
+mod error;
+mod header;
+mod migrations;
+mod peers;
+mod store;
+mod time;
+
+pub use crate::error::{SqliteError, StoreError};
+pub use crate::migrations::SCHEMA_VERSION;
+pub use crate::peers::{MAX_PEER_ADDRS, PeerRecord, PeerRepo};
+pub use crate::store::{IntegrityCheck, Store, StoreOptions, Synchronous};
