@@ -1,0 +1,1017 @@
+//! `NodeBuilder` and `Node`: identity, store and transport composed into a running node.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dawn_identity::{NodeId, Passphrase, SealOptions};
+use dawn_store::Store;
+use dawn_transport::{Connection, Transport, TransportConfig, TransportEvent};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use crate::api::{Direction, NodeStatus, PeerInfo};
+use crate::config::{BootstrapPeer, Config, DEFAULT_HTTP, DEFAULT_LISTEN};
+use crate::error::NodeError;
+use crate::http;
+use crate::identity::{KeyOutcome, key_path, load_or_create};
+use crate::peers::{Change, MAX_KNOWN_PEERS, PeerRecord, PeerTable, now_unix_ms};
+
+/// The database's file name inside the data directory.
+pub const DB_FILE_NAME: &str = "dawn.db";
+
+/// The lock file that keeps two nodes off one data directory.
+pub const LOCK_FILE_NAME: &str = "node.lock";
+
+/// First reconnect delay after a failed dial.
+const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(250);
+
+/// Longest reconnect delay.
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A known (non-bootstrap) peer is given up after this many failed dials in a row.
+const MAX_REDIAL_FAILURES: u32 = 8;
+
+/// At most this many known peers are redialled at start.
+const MAX_REDIALS: usize = 64;
+
+/// Most addresses tried per dial.
+const MAX_DIAL_ADDRS: usize = 16;
+
+/// Peers unseen for this long and failing are pruned from the store at start.
+const PRUNE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long shutdown waits for each stage (HTTP, transport, tasks) before moving on.
+const SHUTDOWN_STAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pending store writes; past this, event handling waits for the store.
+const STORE_QUEUE: usize = 1024;
+
+/// State shared by the node's tasks and the HTTP handlers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) node_id: NodeId,
+    started: Instant,
+    listen_addrs: Vec<SocketAddr>,
+    http_addr: OnceLock<SocketAddr>,
+    peers: Mutex<PeerTable>,
+}
+
+impl Shared {
+    pub(crate) fn new(node_id: NodeId, listen_addrs: Vec<SocketAddr>) -> Self {
+        Self {
+            node_id,
+            started: Instant::now(),
+            listen_addrs,
+            http_addr: OnceLock::new(),
+            peers: Mutex::new(PeerTable::new(node_id)),
+        }
+    }
+
+    /// The peer table; a panic elsewhere never makes it unusable.
+    pub(crate) fn table(&self) -> MutexGuard<'_, PeerTable> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn status(&self) -> NodeStatus {
+        let table = self.table();
+        NodeStatus {
+            node_id: self.node_id,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            listen_addrs: self.listen_addrs.clone(),
+            http_addr: self.http_addr.get().copied(),
+            peer_count: table.connected_count(),
+            known_peer_count: table.len(),
+        }
+    }
+
+    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
+        self.table().snapshot(now_unix_ms())
+    }
+}
+
+/// Configures and starts a [`Node`].
+///
+/// The defaults are the embedded default: data under [`default_data_dir`], QUIC on
+/// [`DEFAULT_LISTEN`], HTTP on [`DEFAULT_HTTP`], no bootstrap peers, and without a passphrase
+/// a development-mode key (with a loud warning in the log).
+///
+/// [`default_data_dir`]: crate::default_data_dir
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NodeBuilder {
+    data_dir: Option<PathBuf>,
+    listen: SocketAddr,
+    bootstrap: Vec<BootstrapPeer>,
+    http: Option<SocketAddr>,
+    passphrase: Option<Passphrase>,
+    development: bool,
+    seal_options: SealOptions,
+    backoff: (Duration, Duration),
+    transport: TransportConfig,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NodeBuilder {
+    /// A builder with the embedded defaults.
+    pub fn new() -> Self {
+        Self {
+            data_dir: None,
+            listen: DEFAULT_LISTEN,
+            bootstrap: Vec::new(),
+            http: Some(DEFAULT_HTTP),
+            passphrase: None,
+            development: false,
+            seal_options: SealOptions::default(),
+            backoff: (DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX),
+            transport: TransportConfig::default(),
+        }
+    }
+
+    /// A builder from a [`Config`]: data directory, listen addresses, bootstrap peers and
+    /// `identity.development`. The passphrase is not read here: see
+    /// [`read_passphrase_file`](crate::read_passphrase_file) and [`NodeBuilder::passphrase`].
+    ///
+    /// # Errors
+    /// [`NodeError::Config`] if the data directory is unset and the platform has no default.
+    pub fn from_config(config: &Config) -> Result<Self, NodeError> {
+        Ok(Self::new()
+            .data_dir(config.data_dir()?)
+            .listen(config.node.listen)
+            .bootstrap(config.node.bootstrap.iter().cloned())
+            .http(Some(config.http.listen))
+            .development_mode(config.identity.development))
+    }
+
+    /// Where the key (`node.key`), the database (`dawn.db`) and the lock file live. Created
+    /// (mode 0700) if missing.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The QUIC (UDP) listen address; port 0 picks a free port.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Adds bootstrap peers: dialled at start and kept connected, redialled with capped,
+    /// jittered exponential backoff whenever the connection drops.
+    pub fn bootstrap(mut self, peers: impl IntoIterator<Item = BootstrapPeer>) -> Self {
+        for peer in peers {
+            if !self.bootstrap.contains(&peer) {
+                self.bootstrap.push(peer);
+            }
+        }
+        self
+    }
+
+    /// The HTTP API address (port 0 picks a free port), or `None` for no HTTP server.
+    pub fn http(mut self, addr: Option<SocketAddr>) -> Self {
+        self.http = addr;
+        self
+    }
+
+    /// The passphrase that encrypts the node key. A new key is created encrypted; an
+    /// existing unencrypted key is encrypted in place.
+    pub fn passphrase(mut self, passphrase: Passphrase) -> Self {
+        self.passphrase = Some(passphrase);
+        self
+    }
+
+    /// Acknowledges development mode: without a passphrase the key is stored unencrypted
+    /// anyway, and this only turns the loud warning into a short one.
+    pub fn development_mode(mut self, acknowledged: bool) -> Self {
+        self.development = acknowledged;
+        self
+    }
+
+    /// How a new key is encrypted (Argon2id cost, AEAD suite). Tests use cheap parameters.
+    pub fn seal_options(mut self, options: SealOptions) -> Self {
+        self.seal_options = options;
+        self
+    }
+
+    /// Reconnect backoff: the first delay and the cap (defaults 250 ms and 30 s). Each delay
+    /// is jittered to between half and all of its nominal value.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        let min = min.max(Duration::from_millis(1));
+        self.backoff = (min, max.max(min));
+        self
+    }
+
+    /// Transport settings (timeouts, limits); the defaults suit most nodes.
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.transport = config;
+        self
+    }
+
+    /// Starts the node: locks the data directory, loads or creates the key, opens the store,
+    /// binds QUIC and HTTP, and starts dialling bootstrap and known peers.
+    ///
+    /// Returns once everything is bound; connections come up in the background.
+    ///
+    /// # Errors
+    /// [`NodeError`]: the data directory is unusable or in use, the key cannot be opened
+    /// ([`NodeError::PassphraseRequired`] for an encrypted key without a passphrase), the
+    /// store cannot be opened, or an address cannot be bound.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let span = info_span!("dawn.node.start");
+        self.start_inner().instrument(span).await
+    }
+
+    async fn start_inner(self) -> Result<Node, NodeError> {
+        let data_dir = match self.data_dir.clone() {
+            Some(dir) => dir,
+            None => Config::default().data_dir()?,
+        };
+        let passphrase = self.passphrase.clone();
+        let development = self.development;
+        let seal_options = self.seal_options;
+        let dir = data_dir.clone();
+        let (lock, key, outcome, store, records) = blocking(move || {
+            let lock = prepare_data_dir(&dir)?;
+            let (key, outcome) = load_or_create(
+                &key_path(&dir),
+                passphrase.as_ref(),
+                development,
+                &seal_options,
+            )?;
+            let store = Store::open(dir.join(DB_FILE_NAME))?;
+            let now = SystemTime::now();
+            if let Some(cutoff) = now.checked_sub(PRUNE_AFTER)
+                && let Err(error) = store.peers().prune(cutoff, 1)
+            {
+                warn!(%error, "could not prune old peers");
+            }
+            let records = store.peers().list(MAX_KNOWN_PEERS)?;
+            Ok::<_, NodeError>((lock, key, outcome, store, records))
+        })
+        .await??;
+        let node_id: NodeId = key.verifying_key().into();
+        match outcome {
+            KeyOutcome::Created => info!(node = %node_id, "created a new node identity"),
+            KeyOutcome::Loaded | KeyOutcome::Encrypted => {
+                debug!(node = %node_id, "loaded the node identity");
+            }
+        }
+
+        let transport =
+            Transport::bind(key, self.listen, self.transport.clone()).map_err(|source| {
+                NodeError::Bind {
+                    addr: self.listen,
+                    source,
+                }
+            })?;
+        let quic_addr = match transport.local_addr() {
+            Ok(addr) => addr,
+            Err(source) => {
+                transport.close("start failed").await;
+                return Err(NodeError::Bind {
+                    addr: self.listen,
+                    source: source.into(),
+                });
+            }
+        };
+        let shared = Arc::new(Shared::new(node_id, vec![quic_addr]));
+        let loaded = shared.table().load(records.into_iter().map(from_store));
+
+        let http_listener = match self.http {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(source) => {
+                    transport.close("start failed").await;
+                    return Err(NodeError::HttpBind { addr, source });
+                }
+            },
+            None => None,
+        };
+        let http_addr = match &http_listener {
+            Some(listener) => match listener.local_addr() {
+                Ok(addr) => Some(addr),
+                Err(source) => {
+                    transport.close("start failed").await;
+                    return Err(NodeError::HttpBind {
+                        addr: self.http.unwrap_or(DEFAULT_HTTP),
+                        source,
+                    });
+                }
+            },
+            None => None,
+        };
+        if let Some(addr) = http_addr {
+            let _ = shared.http_addr.set(addr);
+        }
+
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
+        let writer =
+            tokio::spawn(store_writer(store, store_rx).instrument(info_span!("dawn.node.store")));
+        let inner = Arc::new(Inner {
+            shared: Arc::clone(&shared),
+            transport: transport.clone(),
+            store: store_tx,
+            cancel: cancel.clone(),
+            tasks: tasks.clone(),
+            backoff: self.backoff,
+        });
+
+        // Subscribe before anything can connect, so no event is missed.
+        let events = transport.subscribe();
+        tasks.spawn(
+            Arc::clone(&inner)
+                .run_events(events)
+                .instrument(info_span!("dawn.node.events")),
+        );
+        let http_task = match http_listener.zip(http_addr) {
+            Some((listener, addr)) => {
+                let router = http::router(Arc::clone(&shared), addr);
+                Some(tokio::spawn(http::serve(listener, router, cancel.clone())))
+            }
+            None => None,
+        };
+
+        let now = now_unix_ms();
+        for peer in &self.bootstrap {
+            let addrs: Vec<SocketAddr> = peer.socket_addr().into_iter().collect();
+            let change = shared.table().add_bootstrap(peer.node_id(), &addrs, now);
+            if let Some(change) = change {
+                inner.persist_known(change).await;
+            }
+        }
+        for peer in self.bootstrap.iter().filter(|p| p.node_id() != node_id) {
+            inner.spawn_maintainer(Target::Bootstrap(peer.clone()));
+        }
+        let redials: Vec<NodeId> = {
+            let table = shared.table();
+            let mut ids = table.redial_candidates(MAX_REDIAL_FAILURES);
+            ids.truncate(MAX_REDIALS);
+            ids
+        };
+        for id in &redials {
+            inner.spawn_maintainer(Target::Known(*id));
+        }
+
+        info!(
+            node = %node_id,
+            quic = %quic_addr,
+            http = ?http_addr,
+            data_dir = %data_dir.display(),
+            bootstrap = self.bootstrap.len(),
+            known_peers = loaded,
+            redialling = redials.len(),
+            "node started"
+        );
+        Ok(Node {
+            inner,
+            data_dir,
+            http_task,
+            writer: Some(writer),
+            lock: Some(lock),
+        })
+    }
+}
+
+/// A running Dawn node.
+///
+/// Stop it with [`Node::shutdown`], which closes connections and flushes the store; dropping
+/// a `Node` stops its tasks and closes its connections abruptly.
+///
+/// ```no_run
+/// use dawn_node::NodeBuilder;
+///
+/// # async fn run() -> Result<(), dawn_node::NodeError> {
+/// let node = NodeBuilder::new()
+///     .data_dir("/tmp/dawn-example")
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .http(Some("127.0.0.1:0".parse().unwrap()))
+///     .start()
+///     .await?;
+/// println!("{} listening on {}", node.node_id(), node.quic_addr());
+/// node.shutdown().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Node {
+    inner: Arc<Inner>,
+    data_dir: PathBuf,
+    http_task: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+    lock: Option<File>,
+}
+
+impl Node {
+    /// This node's identity.
+    #[must_use]
+    pub fn node_id(&self) -> NodeId {
+        self.inner.shared.node_id
+    }
+
+    /// The bound QUIC (UDP) address, with the real port when started on port 0.
+    #[must_use]
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.inner
+            .shared
+            .listen_addrs
+            .first()
+            .copied()
+            .unwrap_or(DEFAULT_LISTEN)
+    }
+
+    /// The bound HTTP address, if the node serves HTTP.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.shared.http_addr.get().copied()
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The node's status, as `GET /api/status` shows it.
+    #[must_use]
+    pub fn status(&self) -> NodeStatus {
+        self.inner.shared.status()
+    }
+
+    /// Every known peer, connected first, as `GET /api/peers` shows them.
+    #[must_use]
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner.shared.peers()
+    }
+
+    /// The transport, for protocols layered on top (request handlers, raw streams).
+    #[must_use]
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// Dials `peer` at `addrs` now (or returns at once if already connected).
+    ///
+    /// The peer is recorded in the store, so it is redialled after a restart; the connection
+    /// stays up until either side closes it. For a peer that must stay connected, use a
+    /// bootstrap peer.
+    ///
+    /// # Errors
+    /// [`NodeError::Connect`] if the dial fails (the failure is counted for the peer).
+    pub async fn connect(&self, peer: NodeId, addrs: &[SocketAddr]) -> Result<(), NodeError> {
+        let span = info_span!("dawn.node.dial", peer = %peer.fmt_short());
+        async {
+            let addrs: Vec<SocketAddr> = addrs.iter().copied().take(MAX_DIAL_ADDRS).collect();
+            match self.inner.transport.connect(peer, &addrs).await {
+                Ok(connection) => {
+                    self.inner.on_connected(&connection).await;
+                    Ok(())
+                }
+                Err(source) => {
+                    self.inner.on_dial_failed(peer, &addrs).await;
+                    Err(NodeError::Connect { peer, source })
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Shuts down gracefully: stops dialling and serving HTTP, closes every connection with a
+    /// shutdown code, records the peers' last-seen times, and flushes and closes the store.
+    ///
+    /// # Errors
+    /// [`NodeError::Task`] if a background task panicked; the node is stopped regardless.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        let span = info_span!("dawn.node.shutdown", node = %self.node_id().fmt_short());
+        self.shutdown_inner().instrument(span).await
+    }
+
+    async fn shutdown_inner(&mut self) -> Result<(), NodeError> {
+        info!("shutting down");
+        let inner = Arc::clone(&self.inner);
+        inner.cancel.cancel();
+        inner.tasks.close();
+        let mut failure = None;
+        if let Some(http) = self.http_task.take() {
+            match tokio::time::timeout(SHUTDOWN_STAGE_TIMEOUT, http).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failure = Some(error.to_string()),
+                Err(_) => warn!("HTTP server did not stop in time"),
+            }
+        }
+        if tokio::time::timeout(
+            SHUTDOWN_STAGE_TIMEOUT,
+            inner.transport.close("node shutting down"),
+        )
+        .await
+        .is_err()
+        {
+            warn!("transport did not close in time");
+        }
+        if tokio::time::timeout(SHUTDOWN_STAGE_TIMEOUT, inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("node tasks did not stop in time");
+        }
+        // The transport reports no disconnects once closed; record them here.
+        let now = now_unix_ms();
+        let changes: Vec<Change> = {
+            let mut table = inner.shared.table();
+            table
+                .connections()
+                .into_iter()
+                .filter_map(|(id, connection)| table.disconnected(id, connection, now))
+                .collect()
+        };
+        for change in changes {
+            inner.persist_seen(change, now).await;
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        if inner.store.send(StoreOp::Close(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+        if let Some(writer) = self.writer.take()
+            && let Err(error) = writer.await
+        {
+            failure = Some(error.to_string());
+        }
+        // Closing the file releases the lock.
+        drop(self.lock.take());
+        info!("node stopped");
+        match failure {
+            Some(error) => Err(NodeError::Task(error)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.inner.cancel.cancel();
+    }
+}
+
+/// Creates the data directory (0700) and takes its lock.
+fn prepare_data_dir(dir: &Path) -> Result<File, NodeError> {
+    let io = |source| NodeError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io)?;
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    let mut lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(NodeError::DataDirInUse {
+                path: dir.to_owned(),
+                lock: lock_path,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    // The pid helps an operator find the holder; failing to write it is harmless.
+    let _ = lock
+        .set_len(0)
+        .and_then(|()| writeln!(lock, "{}", std::process::id()));
+    Ok(lock)
+}
+
+/// Runs blocking work (files, SQLite, Argon2id) off the async runtime.
+async fn blocking<T, F>(work: F) -> Result<T, NodeError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| NodeError::Task(e.to_string()))
+}
+
+fn to_system_time(unix_ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(unix_ms)
+}
+
+fn to_unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_store(record: dawn_store::PeerRecord) -> PeerRecord {
+    PeerRecord {
+        node_id: record.id,
+        addresses: record.addrs,
+        first_seen_unix_ms: to_unix_ms(record.first_seen),
+        last_seen_unix_ms: record.last_seen.map(to_unix_ms),
+        failures: record.failures,
+    }
+}
+
+/// Addresses the store accepts: dialable ones.
+fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    addrs
+        .iter()
+        .copied()
+        .filter(|a| a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast())
+        .take(dawn_store::MAX_PEER_ADDRS)
+        .collect()
+}
+
+/// A write for the store task.
+#[derive(Debug)]
+enum StoreOp {
+    /// The peer is reachable at these addresses (creates it if new).
+    Known { id: NodeId, addrs: Vec<SocketAddr> },
+    /// A successful contact at this time.
+    Seen { id: NodeId, at: SystemTime },
+    /// A failed dial at this time.
+    Failed { id: NodeId, at: SystemTime },
+    /// The peer was forgotten.
+    Forget { id: NodeId },
+    /// Write everything queued, close the database, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// Applies store writes in order, in batches, on a blocking thread.
+async fn store_writer(store: Store, mut rx: mpsc::Receiver<StoreOp>) {
+    let mut store = Some(store);
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        let close = batch.iter().position(|op| matches!(op, StoreOp::Close(_)));
+        let mut reply = None;
+        if let Some(index) = close {
+            if let StoreOp::Close(tx) = batch.remove(index) {
+                reply = Some(tx);
+            }
+            // Nothing is queued after a close.
+            batch.truncate(index);
+        }
+        let ops = std::mem::take(&mut batch);
+        let closing = reply.is_some();
+        let Some(current) = store.take() else { break };
+        let result = tokio::task::spawn_blocking(move || {
+            apply(&current, ops);
+            if closing {
+                // Dropping the last handle closes SQLite, which checkpoints the WAL.
+                drop(current);
+                None
+            } else {
+                Some(current)
+            }
+        })
+        .await;
+        match result {
+            Ok(next) => store = next,
+            Err(error) => {
+                warn!(%error, "store task failed; peer changes are no longer saved");
+                return;
+            }
+        }
+        if let Some(reply) = reply {
+            debug!("store flushed and closed");
+            let _ = reply.send(());
+            return;
+        }
+    }
+}
+
+fn apply(store: &Store, ops: Vec<StoreOp>) {
+    let peers = store.peers();
+    for op in ops {
+        let result = match &op {
+            StoreOp::Known { id, addrs } => peers.upsert(id, addrs, SystemTime::now()),
+            StoreOp::Seen { id, at } => peers.record_success(id, *at).map(|_| ()),
+            StoreOp::Failed { id, at } => peers.record_failure(id, *at).map(|_| ()),
+            StoreOp::Forget { id } => peers.remove(id).map(|_| ()),
+            StoreOp::Close(_) => Ok(()),
+        };
+        if let Err(error) = result {
+            warn!(%error, ?op, "could not save a peer change");
+        }
+    }
+}
+
+/// Whom a maintainer keeps connected.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A configured bootstrap peer: redialled forever, its host resolved at each attempt.
+    Bootstrap(BootstrapPeer),
+    /// A peer known from the store: redialled until it fails too often in a row.
+    Known(NodeId),
+}
+
+impl Target {
+    fn node_id(&self) -> NodeId {
+        match self {
+            Self::Bootstrap(peer) => peer.node_id(),
+            Self::Known(id) => *id,
+        }
+    }
+}
+
+/// What the node's tasks share.
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    transport: Transport,
+    store: mpsc::Sender<StoreOp>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    backoff: (Duration, Duration),
+}
+
+impl Inner {
+    async fn persist(&self, op: StoreOp) {
+        if self.store.send(op).await.is_err() {
+            debug!("store closed; change not saved");
+        }
+    }
+
+    async fn persist_known(&self, change: Change) {
+        if let Some(evicted) = change.evicted {
+            self.persist(StoreOp::Forget { id: evicted }).await;
+        }
+        let addrs = storable(&change.record.addresses);
+        self.persist(StoreOp::Known {
+            id: change.record.node_id,
+            addrs,
+        })
+        .await;
+    }
+
+    async fn persist_seen(&self, change: Change, now: u64) {
+        let id = change.record.node_id;
+        self.persist_known(change).await;
+        self.persist(StoreOp::Seen {
+            id,
+            at: to_system_time(now),
+        })
+        .await;
+    }
+
+    async fn on_connected(&self, connection: &Connection) {
+        let peer = connection.peer();
+        let direction = match connection.direction() {
+            dawn_transport::Direction::Inbound => Direction::Inbound,
+            _ => Direction::Outbound,
+        };
+        let now = now_unix_ms();
+        let change = self.shared.table().connected(
+            peer,
+            connection.id(),
+            direction,
+            connection.remote_addr(),
+            now,
+        );
+        if let Some(change) = change {
+            info!(
+                peer = %peer.fmt_short(),
+                direction = direction.as_str(),
+                addr = %connection.remote_addr(),
+                "peer connected"
+            );
+            self.persist_seen(change, now).await;
+        }
+    }
+
+    async fn on_disconnected(&self, peer: NodeId, connection: usize, reason: &str) {
+        let now = now_unix_ms();
+        let change = self.shared.table().disconnected(peer, connection, now);
+        if let Some(change) = change {
+            info!(peer = %peer.fmt_short(), %reason, "peer disconnected");
+            self.persist_seen(change, now).await;
+        }
+    }
+
+    async fn on_dial_failed(&self, peer: NodeId, addrs: &[SocketAddr]) {
+        let change = self.shared.table().dial_failed(peer);
+        let Some(change) = change else { return };
+        if change.record.addresses.is_empty() && !addrs.is_empty() {
+            // Remember where we tried, so the failure count has a row to live in.
+            self.persist(StoreOp::Known {
+                id: peer,
+                addrs: storable(addrs),
+            })
+            .await;
+        } else {
+            self.persist_known(change).await;
+        }
+        self.persist(StoreOp::Failed {
+            id: peer,
+            at: SystemTime::now(),
+        })
+        .await;
+    }
+
+    /// Follows the transport's connection events into the peer table and the store.
+    async fn run_events(self: Arc<Self>, mut events: broadcast::Receiver<TransportEvent>) {
+        loop {
+            let event = tokio::select! {
+                () = self.cancel.cancelled() => break,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(TransportEvent::Connected(connection)) => self.on_connected(&connection).await,
+                Ok(TransportEvent::Disconnected {
+                    peer,
+                    connection_id,
+                    reason,
+                }) => {
+                    self.on_disconnected(peer, connection_id, &reason.to_string())
+                        .await;
+                }
+                Ok(TransportEvent::InboundFailed { remote, error }) => {
+                    debug!(%remote, %error, "inbound connection failed");
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!(
+                        missed,
+                        "fell behind the transport's events; resynchronising"
+                    );
+                    self.resync().await;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Rebuilds the connected state of the table from the transport's pool.
+    async fn resync(&self) {
+        let pooled = self.transport.connections();
+        for connection in &pooled {
+            self.on_connected(connection).await;
+        }
+        let stale: Vec<(NodeId, usize)> = self
+            .shared
+            .table()
+            .connections()
+            .into_iter()
+            .filter(|(id, c)| !pooled.iter().any(|p| p.peer() == *id && p.id() == *c))
+            .collect();
+        for (id, connection) in stale {
+            self.on_disconnected(id, connection, "closed while events were missed")
+                .await;
+        }
+    }
+
+    fn spawn_maintainer(self: &Arc<Self>, target: Target) {
+        let span = info_span!("dawn.node.dial", peer = %target.node_id().fmt_short());
+        self.tasks
+            .spawn(Arc::clone(self).maintain(target).instrument(span));
+    }
+
+    /// Keeps one peer connected: waits while a connection is up, dials when none is, and
+    /// backs off (exponentially, jittered, capped) after failures.
+    async fn maintain(self: Arc<Self>, target: Target) {
+        let peer = target.node_id();
+        let persistent = matches!(target, Target::Bootstrap(_));
+        let (min, max) = self.backoff;
+        let mut delay = min;
+        let mut failures: u32 = 0;
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            if let Some(connection) = self.transport.connection(&peer) {
+                failures = 0;
+                delay = min;
+                tokio::select! {
+                    () = self.cancel.cancelled() => return,
+                    _ = connection.closed() => {}
+                }
+                continue;
+            }
+            let addrs = self.dial_addrs(&target).await;
+            let result = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                result = self.transport.connect(peer, &addrs) => result,
+            };
+            match result {
+                Ok(connection) => {
+                    debug!(attempts = failures + 1, "dial succeeded");
+                    self.on_connected(&connection).await;
+                    continue;
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    self.on_dial_failed(peer, &addrs).await;
+                    if !persistent && failures >= MAX_REDIAL_FAILURES {
+                        info!(%error, failures, "giving up on the peer until the next start");
+                        return;
+                    }
+                    let wait = jitter(delay);
+                    debug!(%error, failures, retry_in_ms = wait.as_millis(), "dial failed");
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    delay = delay.saturating_mul(2).min(max);
+                }
+            }
+        }
+    }
+
+    /// Addresses to try: a bootstrap peer's configured address (resolved now), then the
+    /// addresses the peer was last seen at.
+    async fn dial_addrs(&self, target: &Target) -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        if let Target::Bootstrap(peer) = target {
+            match peer.socket_addr() {
+                Some(addr) => addrs.push(addr),
+                None => match tokio::net::lookup_host((peer.host(), peer.port())).await {
+                    Ok(resolved) => addrs.extend(resolved.take(MAX_DIAL_ADDRS)),
+                    Err(error) => {
+                        debug!(host = peer.host(), %error, "cannot resolve the bootstrap host");
+                    }
+                },
+            }
+        }
+        for addr in self.shared.table().addresses(&target.node_id()) {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs.truncate(MAX_DIAL_ADDRS);
+        addrs
+    }
+}
+
+/// `delay` scaled to a random point between half and all of it, so that peers that lost each
+/// other at the same moment do not redial in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    let mut bytes = [0u8; 2];
+    if dawn_crypto::fill_random(&mut bytes).is_err() {
+        return delay;
+    }
+    let fraction = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX);
+    delay.mul_f64(0.5 + fraction / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_whole() {
+        let delay = Duration::from_millis(1000);
+        let samples: Vec<Duration> = (0..200).map(|_| jitter(delay)).collect();
+        assert!(samples.iter().all(|d| *d >= delay / 2 && *d <= delay));
+        // Not constant.
+        assert!(samples.iter().any(|d| *d != samples[0]));
+    }
+
+    #[test]
+    fn storable_drops_undialable_addresses() {
+        let addrs: Vec<SocketAddr> = ["0.0.0.0:1", "127.0.0.1:0", "224.0.0.1:5", "127.0.0.1:5"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(storable(&addrs), vec!["127.0.0.1:5".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_data_dir_is_locked_by_one_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        let lock = prepare_data_dir(&sub).unwrap();
+        assert!(matches!(
+            prepare_data_dir(&sub),
+            Err(NodeError::DataDirInUse { .. })
+        ));
+        drop(lock);
+        prepare_data_dir(&sub).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&sub).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+}
