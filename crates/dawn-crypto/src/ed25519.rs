@@ -4,7 +4,11 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity as _;
 use ed25519_dalek::Signer as _;
+use sha2::{Digest as _, Sha512};
 use zeroize::Zeroizing;
 
 use crate::rng::{RngError, random_array};
@@ -171,17 +175,26 @@ impl VerifyingKey {
 
     /// Verifies `signature` over `message` strictly.
     ///
-    /// Strict means the checks of RFC 8032 section 5.1.7 plus those that make verification
-    /// unambiguous: `S` must be canonical (`S < L`), `R` must be canonically encoded and not of
-    /// small order, and the equation is checked without the cofactor. Exactly one signature
-    /// spelling verifies for a given `R`, so signatures cannot be mauled into other valid ones.
+    /// Strict means RFC 8032 section 5.1.7 to the letter, plus the checks that make
+    /// verification unambiguous: `S` must be canonical (`S < L`), `R` (like the key) must be
+    /// canonically encoded and not of small order, and the group equation is the cofactored
+    /// `[8][S]B = [8]R + [8][k]A` that the RFC states. Exactly one signature spelling verifies
+    /// for a given `R`, so signatures cannot be mauled into other valid ones.
+    ///
+    /// The cofactored equation is what lets [`crate::verify_batch`] accept exactly the same
+    /// signatures: with the cofactorless `[S]B = R + [k]A`, a signer who puts a small-order
+    /// component into `R` or into their own key can make signatures that batch verification
+    /// accepts and single verification rejects, or the other way round, depending on the
+    /// batch's random coefficients ("Taming the many EdDSAs", Chalkias, Garillot and
+    /// Nikolaenko, 2020). Signatures from honest signers satisfy both equations.
     ///
     /// # Errors
     /// [`SignatureError::Invalid`] if the signature does not verify.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
-        self.0
-            .verify_strict(message, &signature.to_dalek())
-            .map_err(|_| SignatureError::Invalid)
+        match Prepared::new(self, message, signature) {
+            Some(prepared) if prepared.equation_holds() => Ok(()),
+            _ => Err(SignatureError::Invalid),
+        }
     }
 
     /// The X25519 public key of the same Montgomery point, the counterpart of
@@ -190,10 +203,77 @@ impl VerifyingKey {
     pub fn to_x25519(&self) -> X25519PublicKey {
         X25519PublicKey::from_bytes(self.0.to_montgomery().to_bytes())
     }
+}
 
-    pub(crate) fn as_dalek(&self) -> &ed25519_dalek::VerifyingKey {
-        &self.0
+/// A signature whose encodings passed the strict checks, parsed for the group equation.
+pub(crate) struct Prepared {
+    /// The commitment point `R`.
+    pub(crate) r: EdwardsPoint,
+    /// The response scalar `S`, canonical.
+    pub(crate) s: Scalar,
+    /// The challenge `k = SHA-512(R || A || M) mod L`.
+    pub(crate) k: Scalar,
+    /// The signer's key `A`.
+    pub(crate) a: EdwardsPoint,
+}
+
+impl Prepared {
+    /// Applies every check that does not need the group equation: `S < L`, `R` canonically
+    /// encoded and not of small order (the key was checked when it was parsed). `None` if any
+    /// fails.
+    pub(crate) fn new(key: &VerifyingKey, message: &[u8], signature: &Signature) -> Option<Self> {
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(signature.s_bytes()))?;
+        let r_bytes = signature.r_bytes();
+        if !is_canonical_point_encoding(&r_bytes) {
+            return None;
+        }
+        let r = CompressedEdwardsY(r_bytes).decompress()?;
+        if r.is_small_order() {
+            return None;
+        }
+        let digest: [u8; 64] = Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(key.as_bytes())
+            .chain_update(message)
+            .finalize()
+            .into();
+        Some(Self {
+            r,
+            s,
+            k: Scalar::from_bytes_mod_order_wide(&digest),
+            a: key.0.to_edwards(),
+        })
     }
+
+    /// Whether `[8]([S]B - [k]A - R)` is the identity.
+    pub(crate) fn equation_holds(&self) -> bool {
+        let sb_minus_ka =
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(&self.k, &-self.a, &self.s);
+        (sb_minus_ka - self.r).mul_by_cofactor().is_identity()
+    }
+}
+
+/// Whether `bytes` is the canonical encoding of a point (RFC 8032 section 5.1.3): the `y`
+/// coordinate is below `p = 2^255 - 19`, and the sign bit is clear where `x = 0` (the two
+/// points `y = 1` and `y = p - 1`). Decompression alone accepts both kinds of alternative
+/// spelling; this check costs no field arithmetic, unlike re-compressing the point.
+pub(crate) fn is_canonical_point_encoding(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] >> 7 == 1;
+    let top = bytes[31] & 0x7f;
+    // Little-endian p is ed ff .. ff 7f: y >= p exactly when every byte above the lowest is
+    // at its maximum and the lowest is at least 0xed.
+    let high_is_max = top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
+    if high_is_max && bytes[0] >= 0xed {
+        return false;
+    }
+    if sign {
+        let y_is_one = bytes[0] == 1 && top == 0 && bytes[1..31].iter().all(|&b| b == 0);
+        let y_is_minus_one = high_is_max && bytes[0] == 0xec;
+        if y_is_one || y_is_minus_one {
+            return false;
+        }
+    }
+    true
 }
 
 impl Hash for VerifyingKey {
@@ -282,10 +362,6 @@ impl Signature {
         let mut s = [0u8; 32];
         s.copy_from_slice(&self.0[32..]);
         s
-    }
-
-    pub(crate) fn to_dalek(self) -> ed25519_dalek::Signature {
-        ed25519_dalek::Signature::from_bytes(&self.0)
     }
 }
 
@@ -383,6 +459,58 @@ mod tests {
         assert_eq!(
             key.verifying_key().verify(b"m", &mauled),
             Err(SignatureError::Invalid)
+        );
+    }
+
+    /// The byte-level canonicity check must agree with "decompresses and re-compresses to the
+    /// same bytes" on every encoding where they could differ.
+    #[test]
+    fn canonical_encoding_check_matches_recompression() {
+        let reference = |bytes: &[u8; 32]| {
+            CompressedEdwardsY(*bytes)
+                .decompress()
+                .is_some_and(|p| p.compress().as_bytes() == bytes)
+        };
+        let mut cases = Vec::new();
+        // y = p + i for i in 0..19 (every y >= p), y = p - 1 - i, y = i, each with both signs.
+        for i in 0u8..19 {
+            let mut above = [0xffu8; 32];
+            above[0] = 0xed + i;
+            above[31] = 0x7f;
+            let mut below = [0xffu8; 32];
+            below[0] = 0xec - i;
+            below[31] = 0x7f;
+            let mut small = [0u8; 32];
+            small[0] = i;
+            cases.extend([above, below, small]);
+        }
+        for i in 0u8..64 {
+            cases.push(SigningKey::from_bytes(&[i; 32]).verifying_key().to_bytes());
+            cases.push(SigningKey::from_bytes(&[i; 32]).sign(&[i]).r_bytes());
+        }
+        let (mut canonical, mut non_canonical) = (0, 0);
+        for mut bytes in cases {
+            for sign in [0u8, 0x80] {
+                bytes[31] = (bytes[31] & 0x7f) | sign;
+                if CompressedEdwardsY(bytes).decompress().is_some() {
+                    let expected = reference(&bytes);
+                    assert_eq!(
+                        is_canonical_point_encoding(&bytes),
+                        expected,
+                        "{bytes:02x?}"
+                    );
+                    if expected {
+                        canonical += 1;
+                    } else {
+                        non_canonical += 1;
+                    }
+                }
+            }
+        }
+        // The cases must include the decodable non-canonical spellings, not only valid keys.
+        assert!(
+            canonical > 100 && non_canonical >= 20,
+            "{canonical} {non_canonical}"
         );
     }
 

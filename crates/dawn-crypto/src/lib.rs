@@ -6,7 +6,9 @@
 //!
 //! - **Ed25519** ([`SigningKey`], [`VerifyingKey`], [`Signature`]): keys from the OS CSPRNG,
 //!   *strict* verification only (non-canonical encodings, small-order keys and small-order `R`
-//!   are rejected), and [`verify_batch`], which on failure reports *which* signatures are bad.
+//!   are rejected; the equation is RFC 8032's cofactored one), and [`verify_batch`], which
+//!   accepts exactly the signatures that single verification accepts and on failure reports
+//!   *which* signatures are bad.
 //! - **X25519** ([`X25519SecretKey`], [`X25519PublicKey`]) with a contributory check on every
 //!   shared secret.
 //! - **HKDF-SHA256** ([`hkdf_sha256`], [`derive_key`]).
@@ -57,14 +59,13 @@ mod sealed;
 mod x25519;
 
 pub use crate::aead::{
-    Aead, AeadError, AeadKey, AeadSuite, KEY_LEN as AEAD_KEY_LEN, NONCE_LEN, TAG_LEN,
-    UnknownSuite,
+    Aead, AeadError, AeadKey, AeadSuite, KEY_LEN as AEAD_KEY_LEN, NONCE_LEN, TAG_LEN, UnknownSuite,
 };
 pub use crate::batch::{BatchError, verify_batch};
 pub use crate::ct::ct_eq;
 pub use crate::ed25519::{
-    KeyError, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN, Signature, SignatureError,
-    SigningKey, VerifyingKey,
+    KeyError, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN, Signature, SignatureError, SigningKey,
+    VerifyingKey,
 };
 pub use crate::kdf::{KdfError, derive_key, hkdf_sha256};
 pub use crate::rng::{RngError, fill_random};
