@@ -1,0 +1,52 @@
+//! Shared harness for Dawn's fuzz targets.
+//!
+//! Each target is a function from arbitrary bytes to `Ok(())` or a description of the property
+//! that broke. The libFuzzer binaries in `fuzz_targets/` call [`run`], which panics on a broken
+//! property (the signal a fuzzer needs); `tests/seeds.rs` replays the committed seed corpora
+//! and a deterministic stream of random inputs through the same functions on stable Rust, so
+//! every `scripts/test` run exercises every target.
+
+/// A fuzz target: its name (as `cargo fuzz run <name>`), the check, and what it covers.
+pub struct Target {
+    /// The name of the binary under `fuzz_targets/` and of its seed folder under `seeds/`.
+    pub name: &'static str,
+    /// Drives one decoder over the input; `Err` names the broken property.
+    pub check: fn(&[u8]) -> Result<(), String>,
+    /// What the target covers.
+    pub about: &'static str,
+}
+
+/// Every fuzz target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "frame",
+        check: |d| dawn_wire::fuzz_frames(d).map_err(|e| e.to_string()),
+        about: "dawn-wire FrameDecoder fed arbitrary bytes in arbitrary pieces",
+    },
+    Target {
+        name: "message",
+        check: |d| dawn_wire::fuzz_message(d).map_err(|e| e.to_string()),
+        about: "dawn-wire Message::decode; whatever decodes re-encodes identically",
+    },
+    Target {
+        name: "envelope",
+        check: |d| dawn_wire::fuzz_envelope(d).map_err(|e| e.to_string()),
+        about: "dawn-wire SignedEnvelope::decode + verify; batch agrees with single",
+    },
+    Target {
+        name: "chunk_reassembly",
+        check: |d| dawn_wire::fuzz_reassembly(d).map_err(|e| e.to_string()),
+        about: "dawn-wire Reassembler over arbitrary chunk sequences; memory stays bounded",
+    },
+];
+
+/// Runs the named target on `data`, panicking if a property breaks (or the name is unknown).
+#[allow(clippy::panic)]
+pub fn run(name: &str, data: &[u8]) {
+    let Some(target) = TARGETS.iter().find(|t| t.name == name) else {
+        panic!("no fuzz target named {name}");
+    };
+    if let Err(broken) = (target.check)(data) {
+        panic!("{name}: {broken}");
+    }
+}
