@@ -172,7 +172,10 @@ mod tests {
         let node = id(1);
         let text = node.to_string();
         assert_eq!(text.len(), NODE_ID_TEXT_LEN);
-        assert!(text.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)));
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        );
         assert_eq!(text.parse::<NodeId>().unwrap(), node);
         assert_eq!(text.to_ascii_uppercase().parse::<NodeId>().unwrap(), node);
         assert_eq!(node.fmt_short(), text[..10]);
@@ -185,7 +188,10 @@ mod tests {
         assert_eq!("abc".parse::<NodeId>(), Err(NodeIdError::Length(3)));
         let text = id(2).to_string();
         let bad_char = format!("1{}", &text[1..]);
-        assert!(matches!(bad_char.parse::<NodeId>(), Err(NodeIdError::Encoding(_))));
+        assert!(matches!(
+            bad_char.parse::<NodeId>(),
+            Err(NodeIdError::Encoding(_))
+        ));
         // The 52nd character carries 4 trailing bits that must be zero.
         let mut last = text.clone().into_bytes();
         last[51] = b'7';
