@@ -14,6 +14,8 @@
 //!   format without the disk: [`KeyFile::decode`] parses bytes and never runs the KDF.
 //!   A development mode without a passphrase exists, is marked in the file and must be asked
 //!   for by name ([`Unlock::DevMode`]).
+//! - **Rotation**: a [`RotationStatement`] signed by the old and the new key moves a node to a
+//!   new key; [`follow_rotations`] follows a chain of them and refuses forks, cycles and gaps.
 //!
 //! # Example
 //!
@@ -45,8 +47,9 @@
 //!
 //! # Status
 //!
-//! The text forms and the key file format (version 1) are pinned by tests; changing either is
-//! a format change.
+//! The text forms, the key file format (version 1) and the rotation statement encoding are
+//! pinned by tests; changing any of them is a format change. The crate's README documents
+//! them byte by byte.
 
 mod agent_addr;
 mod agent_id;
@@ -54,6 +57,7 @@ mod keyfile;
 mod keystore;
 mod node_id;
 mod passphrase;
+mod rotation;
 
 pub use crate::agent_addr::{AGENT_ADDR_MAX_TEXT_LEN, AgentAddr, AgentAddrError};
 pub use crate::agent_id::{AGENT_ID_MAX_LEN, AgentId, AgentIdError};
@@ -68,3 +72,8 @@ pub use crate::keystore::{
 };
 pub use crate::node_id::{NODE_ID_TEXT_LEN, NodeId, NodeIdError};
 pub use crate::passphrase::{PASSPHRASE_MAX_LEN, Passphrase, PassphraseError};
+pub use crate::rotation::{
+    ROTATION_CHAIN_MAX_LEN, ROTATION_DOMAIN, ROTATION_REASON_MAX_LEN, ROTATION_STATEMENT_MAX_LEN,
+    RotationChainError, RotationCodecError, RotationError, RotationHistory, RotationStatement,
+    follow_rotations,
+};
