@@ -8,9 +8,21 @@
 //!   Unknown versions and types are typed errors; later crates carry their own payloads in
 //!   [`Message::Protocol`] under the type numbers their [`Subsystem`] owns.
 //! - **The handshake** ([`Hello`], [`Capabilities`], [`negotiate`]).
+//! - **Signed envelopes** ([`SignedEnvelope`]): a payload signed by its origin node over a
+//!   domain-separated encoding, for messages other nodes forward; batch verification names the
+//!   bad ones.
+//! - **Replay protection** ([`ReplayGuard`], [`Sequencer`]): a timestamp window and a
+//!   per-origin sliding window of sequence numbers, in bounded memory.
+//! - **Chunking** ([`split`], [`Reassembler`]): messages larger than a frame, put back
+//!   together within limits of memory and time.
+//! - **Fuzz entry points** ([`fuzz_frames`], [`fuzz_message`], [`fuzz_envelope`],
+//!   [`fuzz_reassembly`]): each decoder over arbitrary bytes, checking its promises.
 //!
-//! The crate is sans-IO: no sockets, no clock, no threads. Every decoder is a pure function of
-//! its input, bounded, and never panics.
+//! The crate is sans-IO: no sockets, no clock, no threads; whatever needs the time takes
+//! `now_ms`. Every decoder is a pure function of its input, bounded, and never panics.
+//!
+//! The byte layouts, the registry of type numbers and the limits are in the crate's
+//! `README.md`.
 //!
 //! # Example
 //!
