@@ -38,7 +38,55 @@ pub const TARGETS: &[Target] = &[
         check: |d| dawn_wire::fuzz_reassembly(d).map_err(|e| e.to_string()),
         about: "dawn-wire Reassembler over arbitrary chunk sequences; memory stays bounded",
     },
+    Target {
+        name: "agent_addr",
+        check: agent_addr,
+        about: "dawn-identity AgentAddr parsing; what parses displays back identically",
+    },
+    Target {
+        name: "keystore",
+        check: keystore,
+        about: "dawn-identity KeyFile::decode (no KDF run); what decodes re-encodes identically",
+    },
 ];
+
+fn agent_addr(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let Ok(addr) = text.parse::<dawn_identity::AgentAddr>() else {
+        return Ok(());
+    };
+    let shown = addr.to_string();
+    // Node ids parse case-insensitively and always display in lowercase.
+    if !shown.eq_ignore_ascii_case(text) {
+        return Err(format!("{text:?} parsed but displays as {shown:?}"));
+    }
+    match shown.parse::<dawn_identity::AgentAddr>() {
+        Ok(again) if again == addr => Ok(()),
+        other => Err(format!("{shown:?} does not parse back: {other:?}")),
+    }
+}
+
+fn keystore(data: &[u8]) -> Result<(), String> {
+    let Ok(file) = dawn_identity::KeyFile::decode(data) else {
+        return Ok(());
+    };
+    let encoded = file.encode();
+    if encoded.as_slice() != data {
+        return Err("a decoded key file re-encodes differently".into());
+    }
+    if file.is_dev_mode() {
+        // The only file openable without a KDF run: it must open to the key it names.
+        let key = file
+            .open(&dawn_identity::Unlock::DevMode)
+            .map_err(|e| format!("dev-mode file does not open: {e}"))?;
+        if dawn_identity::NodeId::from(key.verifying_key()) != file.node_id() {
+            return Err("dev-mode file opens to another key than it names".into());
+        }
+    }
+    Ok(())
+}
 
 /// Runs the named target on `data`, panicking if a property breaks (or the name is unknown).
 #[allow(clippy::panic)]
