@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn tables() {
-        let id = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let id = "pfqi2ljchfqlw4yvf7jbfiulsxpsiwm3mjpzuybrm5shrfahkuzq";
         let status: NodeStatus = serde_json::from_value(serde_json::json!({
             "node_id": id, "version": "0.1.0", "uptime_secs": 3725,
             "listen_addrs": ["127.0.0.1:7600"], "http_addr": "127.0.0.1:7601",

@@ -95,11 +95,11 @@ pub enum NodeError {
     /// A dial failed.
     #[error("cannot connect to {}: {source}", peer.fmt_short())]
     Connect {
-        /// The peer.
-        peer: NodeId,
-        /// Why.
+        /// The peer (boxed, like the cause, to keep the error small).
+        peer: Box<NodeId>,
+        /// Why (boxed: a connect error carries node ids and is large).
         #[source]
-        source: ConnectError,
+        source: Box<ConnectError>,
     },
     /// A host name could not be resolved to any address.
     #[error("cannot resolve {host}: {reason}")]

@@ -51,7 +51,7 @@ pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
 
 /// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
 pub(crate) async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) {
-    let span = tracing::info_span!("dawn.node.http");
+    let span = tracing::info_span!(parent: None, "dawn.node.http");
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .into_future()
@@ -268,9 +268,9 @@ fn render_page(status: &NodeStatus, peers: &[PeerInfo], now_ms: u64) -> String {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td class=\"id\">{}{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td class=\"id\">{}{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&peer.node_id.to_string()),
             if peer.bootstrap {
                 " <small>bootstrap</small>"

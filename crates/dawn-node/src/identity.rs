@@ -193,13 +193,11 @@ fn warn_unprotected(path: &Path, acknowledged: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dawn_crypto::AeadSuite;
     use dawn_identity::KdfParams;
 
     fn fast() -> SealOptions {
-        SealOptions {
-            kdf: KdfParams::insecure_fast(),
-            ..SealOptions::default()
-        }
+        SealOptions::new(KdfParams::insecure_fast(), AeadSuite::default())
     }
 
     #[test]

@@ -1,4 +1,74 @@
-//! The Dawn node, layer 5 of the workspace.
+//! The Dawn node, layer 5 of the workspace: identity, store and transport composed into a
+//! running node, with its configuration and HTTP API.
+//!
+//! - [`NodeBuilder`] configures a node (data directory, QUIC and HTTP addresses, bootstrap
+//!   peers, key passphrase) and [`NodeBuilder::start`] runs it; [`Node`] reports its
+//!   [`status`](Node::status) and [`peers`](Node::peers), [`connect`](Node::connect)s to more
+//!   and [`shutdown`](Node::shutdown)s gracefully.
+//! - The **identity** is created on first start in the data directory (`node.key`), encrypted
+//!   with a passphrase when one is given; without one it is stored unencrypted (development
+//!   mode) with a loud warning. An encrypted key without its passphrase is an error
+//!   ([`NodeError::PassphraseRequired`]), never a new identity.
+//! - **Peers**: bootstrap peers are dialled at start and kept connected, redialled with
+//!   capped, jittered exponential backoff (250 ms doubling to 30 s). Every peer seen, in
+//!   either direction, is recorded in the store (`dawn.db`: addresses, first and last seen,
+//!   failed dials) and redialled after a restart.
+//! - **HTTP** (axum, `127.0.0.1:7601` by default): `GET /healthz`, `GET /api/status`
+//!   ([`NodeStatus`]), `GET /api/peers` ([`PeerList`]), and a self-contained status page at
+//!   `GET /`. Errors are JSON ([`ApiError`]); only loopback `Host` names are answered when
+//!   bound to loopback.
+//! - **Configuration** ([`Config`]): a TOML file with `DAWN_*` environment overrides, every
+//!   error naming its key; [`Config::default_toml`] is the commented default.
+//!
+//! Internally the node is a set of tasks owned by the [`Node`] under one cancellation token:
+//! the transport event follower, one dialler per kept peer, the HTTP server and a store
+//! writer that batches SQLite writes on a blocking thread. Spans are named `dawn.node.*`
+//! (`dawn.node.dial`, `dawn.node.events`, `dawn.node.store`, `dawn.node.http`) with short
+//! peer ids.
+//!
+//! # Example
+//!
+//! Two nodes on loopback, the second bootstrapping from the first:
+//!
+//! ```
+//! use std::time::Duration;
+//! use dawn_node::{BootstrapPeer, NodeBuilder};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+//! let loopback = "127.0.0.1:0".parse()?;
+//! let a = NodeBuilder::new()
+//!     .data_dir(dir_a.path())
+//!     .listen(loopback)
+//!     .http(Some(loopback))
+//!     .development_mode(true)
+//!     .start()
+//!     .await?;
+//! let b = NodeBuilder::new()
+//!     .data_dir(dir_b.path())
+//!     .listen(loopback)
+//!     .http(None)
+//!     .development_mode(true)
+//!     .bootstrap([BootstrapPeer::new(a.node_id(), a.quic_addr())])
+//!     .start()
+//!     .await?;
+//!
+//! while a.status().peer_count == 0 {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//! }
+//! assert_eq!(a.peers()[0].node_id, b.node_id());
+//!
+//! b.shutdown().await?;
+//! a.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Status
+//!
+//! Peering, persistence and the HTTP API as above. The JSON field names of the HTTP API are
+//! stable; fields are only ever added. Gossip, the registry, trust and the MCP gateway plug in
+//! here in later layers.
 
 mod api;
 mod config;

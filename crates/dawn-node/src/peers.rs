@@ -27,7 +27,7 @@ struct Entry {
     addresses: Vec<SocketAddr>,
     /// The transport's id of the pooled connection, if one is up. The transport keeps one
     /// connection per peer and reports a replaced one only through the new one's arrival.
-    connection: Option<usize>,
+    connection: Option<u64>,
     direction: Option<Direction>,
     first_seen_unix_ms: u64,
     last_seen_unix_ms: Option<u64>,
@@ -143,16 +143,25 @@ impl PeerTable {
         })
     }
 
-    /// Connection `connection` to `id` came up (and replaced any earlier one).
+    /// Connection `connection` to `id` came up (and replaced any earlier one). `None` for the
+    /// node itself and for a connection already recorded.
     pub(crate) fn connected(
         &mut self,
         id: NodeId,
-        connection: usize,
+        connection: u64,
         direction: Direction,
         remote: SocketAddr,
         now: u64,
     ) -> Option<Change> {
         if id == self.own_id {
+            return None;
+        }
+        if self
+            .peers
+            .get(&id)
+            .is_some_and(|e| e.connection == Some(connection))
+        {
+            // Already recorded: the dialler and the event stream both report a new connection.
             return None;
         }
         let evicted = self.make_room(id);
@@ -170,12 +179,7 @@ impl PeerTable {
 
     /// Connection `connection` to `id` went down. A connection that is not the current one
     /// (already replaced) changes nothing.
-    pub(crate) fn disconnected(
-        &mut self,
-        id: NodeId,
-        connection: usize,
-        now: u64,
-    ) -> Option<Change> {
+    pub(crate) fn disconnected(&mut self, id: NodeId, connection: u64, now: u64) -> Option<Change> {
         let entry = self.peers.get_mut(&id)?;
         if entry.connection != Some(connection) {
             return None;
@@ -200,7 +204,7 @@ impl PeerTable {
     }
 
     /// Every peer with a connection up, and that connection's id.
-    pub(crate) fn connections(&self) -> Vec<(NodeId, usize)> {
+    pub(crate) fn connections(&self) -> Vec<(NodeId, u64)> {
         self.peers
             .iter()
             .filter_map(|(id, e)| e.connection.map(|c| (*id, c)))
@@ -330,6 +334,11 @@ mod tests {
             .unwrap();
         assert_eq!(change.record.failures, 0);
         assert_eq!(change.record.last_seen_unix_ms, Some(20));
+        assert!(
+            table
+                .connected(id(1), 1, Direction::Outbound, addr(7600), 21)
+                .is_none()
+        );
         table
             .connected(id(2), 2, Direction::Inbound, addr(9000), 30)
             .unwrap();
