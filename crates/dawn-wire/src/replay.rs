@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use dawn_crypto::PUBLIC_KEY_LEN;
 use dawn_identity::NodeId;
 
 use crate::envelope::SignedEnvelope;
@@ -67,8 +68,8 @@ pub struct ReplayConfig {
     /// How many sequence numbers below the highest seen per origin are still told apart, in
     /// bits. Rounded up to a multiple of 64 and clamped to `64..=65536`. Default 1024.
     pub window: u32,
-    /// How many origins are tracked at most (at least 1). Default 10 000, about 1.8 MB with
-    /// the default window.
+    /// How many origins are tracked at most (at least 1). Default 10 000: about 3.2 MB with
+    /// the default window (measured 318 bytes per origin; 198 with a 64-bit window).
     pub max_origins: usize,
 }
 
@@ -105,6 +106,9 @@ impl ReplayVerdict {
         matches!(self, Self::Fresh)
     }
 }
+
+/// An origin's public key bytes.
+type OriginKey = [u8; PUBLIC_KEY_LEN];
 
 #[derive(Debug)]
 struct OriginState {
@@ -167,9 +171,11 @@ struct OriginState {
 pub struct ReplayGuard {
     config: ReplayConfig,
     words: usize,
-    origins: HashMap<NodeId, OriginState>,
+    /// Keyed by the origin's key bytes: a `NodeId` also holds the decompressed curve point,
+    /// six times the size, which would dominate the guard's memory.
+    origins: HashMap<OriginKey, OriginState>,
     /// `(newest_ms, origin)` for every tracked origin: the eviction order.
-    by_age: BTreeSet<(u64, NodeId)>,
+    by_age: BTreeSet<(u64, OriginKey)>,
     /// Timestamps below this are refused from origins not tracked: one more than the newest
     /// timestamp of any origin forgotten.
     floor_ms: u64,
@@ -252,7 +258,7 @@ impl ReplayGuard {
         if let Some(verdict) = self.check_time(now_ms, timestamp_ms) {
             return verdict;
         }
-        match self.origins.get(origin) {
+        match self.origins.get(origin.as_bytes()) {
             Some(state) => self.check_sequence(state, timestamp_ms, sequence),
             None if timestamp_ms < self.admission_floor() => ReplayVerdict::Stale,
             None => ReplayVerdict::Fresh,
@@ -272,7 +278,8 @@ impl ReplayGuard {
         if verdict != ReplayVerdict::Fresh {
             return verdict;
         }
-        if !self.origins.contains_key(origin) {
+        let key = *origin.as_bytes();
+        if !self.origins.contains_key(&key) {
             if self.origins.len() >= self.config.max_origins {
                 self.evict_oldest();
             }
@@ -282,18 +289,18 @@ impl ReplayGuard {
                 newest_ms: timestamp_ms,
                 floor_ms: self.floor_ms,
             };
-            self.origins.insert(*origin, state);
-            self.by_age.insert((timestamp_ms, *origin));
+            self.origins.insert(key, state);
+            self.by_age.insert((timestamp_ms, key));
         }
         let words = self.words;
-        let Some(state) = self.origins.get_mut(origin) else {
+        let Some(state) = self.origins.get_mut(&key) else {
             return verdict;
         };
         record(state, words, sequence);
         if timestamp_ms > state.newest_ms {
-            self.by_age.remove(&(state.newest_ms, *origin));
+            self.by_age.remove(&(state.newest_ms, key));
             state.newest_ms = timestamp_ms;
-            self.by_age.insert((timestamp_ms, *origin));
+            self.by_age.insert((timestamp_ms, key));
         }
         verdict
     }
@@ -365,7 +372,7 @@ impl ReplayGuard {
         }
     }
 
-    fn forget(&mut self, newest_ms: u64, origin: &NodeId) {
+    fn forget(&mut self, newest_ms: u64, origin: &OriginKey) {
         self.by_age.remove(&(newest_ms, *origin));
         self.origins.remove(origin);
         self.floor_ms = self.floor_ms.max(newest_ms.saturating_add(1));
