@@ -100,6 +100,17 @@ fn list(c: &mut Criterion) {
                 black_box(listed)
             });
         });
+        // Not a way to list: the cost of validating n stored ids alone, which every read pays.
+        group.bench_function(
+            BenchmarkId::new("node_id_from_bytes", format!("n={n}")),
+            |b| {
+                b.iter(|| {
+                    for (id, _) in &rows {
+                        black_box(NodeId::from_bytes(black_box(id.as_bytes())).unwrap());
+                    }
+                });
+            },
+        );
         group.bench_function(BenchmarkId::new("per_get", format!("n={n}")), |b| {
             b.iter(|| {
                 for (id, _) in &rows {
