@@ -44,9 +44,15 @@
 //! // Receiver: bytes as they arrive -> frames -> messages.
 //! let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
 //! decoder.push(&stream)?;
-//! let Some(frame) = decoder.next_frame()? else { unreachable!() };
-//! let Message::Hello(theirs) = Message::decode(&frame)? else { unreachable!() };
-//! assert_eq!(negotiate(&hello, &theirs)?, dawn_wire::PROTOCOL_VERSION);
+//! let mut versions = Vec::new();
+//! while let Some(frame) = decoder.next_frame()? {
+//!     match Message::decode(&frame)? {
+//!         Message::Hello(theirs) => versions.push(negotiate(&hello, &theirs)?),
+//!         Message::Ping(ping) => assert_eq!(ping.nonce, 1),
+//!         other => return Err(format!("unexpected {other:?}").into()),
+//!     }
+//! }
+//! assert_eq!(versions, [dawn_wire::PROTOCOL_VERSION]);
 //! # Ok(()) }
 //! ```
 //!
