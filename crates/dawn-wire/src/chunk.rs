@@ -247,7 +247,11 @@ struct Partial {
 /// Puts chunked messages back together, sans-IO, in bounded memory and time.
 ///
 /// Use one per peer connection (message ids are the sender's). Chunks may arrive in any order
-/// and interleaved between messages; an exact duplicate is ignored. Memory is bounded by
+/// and interleaved between messages; an exact duplicate of a chunk still waiting is ignored,
+/// but the reassembler keeps no memory of completed messages: a chunk arriving after its
+/// message completed starts a new incomplete message (which expires), and a repeated
+/// single-chunk message is delivered again. Dropping whole repeated messages is the job of
+/// signatures and a [`ReplayGuard`](crate::ReplayGuard). Memory is bounded by
 /// [`ReassemblyLimits`]; an incomplete message is dropped when its time is up (call
 /// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout), or let the
 /// next [`push`](Self::push) do it).
