@@ -137,11 +137,13 @@ impl VerifyingKey {
     /// [`KeyError::Encoding`] for bytes that are not the canonical encoding of a curve point,
     /// [`KeyError::SmallOrder`] for one of the eight small-order points.
     pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<Self, KeyError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::Encoding)?;
-        // Decompression accepts some non-canonical y encodings; a key must have one spelling.
-        if key.to_edwards().compress().as_bytes() != bytes {
+        // Decompression reduces y modulo p, so y >= p would be a second spelling of a key. The
+        // only other non-canonical spelling, x = 0 with the sign bit set, is y = ±1, both of
+        // small order and refused below. A byte comparison is far cheaper than recompressing.
+        if !y_is_canonical(bytes) {
             return Err(KeyError::Encoding);
         }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::Encoding)?;
         if key.is_weak() {
             return Err(KeyError::SmallOrder);
         }
@@ -274,6 +276,21 @@ pub(crate) fn is_canonical_point_encoding(bytes: &[u8; 32]) -> bool {
         }
     }
     true
+}
+
+/// Whether the y coordinate of a compressed Edwards point (the low 255 bits, little-endian) is
+/// below p = 2^255 - 19. Public data, so no constant-time requirement.
+fn y_is_canonical(bytes: &[u8; PUBLIC_KEY_LEN]) -> bool {
+    // p in little-endian: ed ff ff ... ff 7f
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    for i in (1..32).rev() {
+        let p_byte = if i == 31 { 0x7f } else { 0xff };
+        if y[i] != p_byte {
+            return y[i] < p_byte;
+        }
+    }
+    y[0] < 0xed
 }
 
 impl Hash for VerifyingKey {
@@ -425,6 +442,40 @@ mod tests {
         b[0] = 0xee;
         b[31] = 0x7f;
         assert_eq!(VerifyingKey::from_bytes(&b), Err(KeyError::Encoding));
+    }
+
+    #[test]
+    fn canonical_y_boundary() {
+        // p - 1 (canonical), p and p + 1 (non-canonical), with and without the sign bit.
+        let mut p_minus_1 = [0xffu8; 32];
+        p_minus_1[0] = 0xec;
+        p_minus_1[31] = 0x7f;
+        assert!(y_is_canonical(&p_minus_1));
+        let mut p = p_minus_1;
+        p[0] = 0xed;
+        assert!(!y_is_canonical(&p));
+        p[31] |= 0x80;
+        assert!(!y_is_canonical(&p));
+        let mut p_plus_1 = p_minus_1;
+        p_plus_1[0] = 0xee;
+        assert!(!y_is_canonical(&p_plus_1));
+        assert!(y_is_canonical(&[0u8; 32]));
+        let mut y2 = [0u8; 32];
+        y2[0] = 2;
+        y2[31] = 0x80;
+        assert!(y_is_canonical(&y2));
+    }
+
+    #[test]
+    fn canonical_check_agrees_with_recompression() {
+        // For every valid key, the cheap check and a full recompression agree.
+        for seed in 0..64u8 {
+            let key = SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            let bytes = key.to_bytes();
+            assert!(y_is_canonical(&bytes));
+            assert_eq!(VerifyingKey::from_bytes(&bytes), Ok(key));
+            assert_eq!(key.0.to_edwards().compress().to_bytes(), bytes);
+        }
     }
 
     #[test]
