@@ -243,8 +243,13 @@ impl TransportConfig {
             .max_concurrent_bidi_streams(quinn::VarInt::from_u32(self.max_streams_per_connection))
             .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
             .datagram_receive_buffer_size(None);
-        // Bound what one peer can make us buffer: a few maximum frames per connection.
-        let window = u32::try_from(self.max_frame_len.saturating_mul(16)).unwrap_or(u32::MAX);
+        // Bound what one peer can make us buffer: a few maximum frames per connection, and
+        // never so little that small frame limits starve raw streams.
+        let window = self
+            .max_frame_len
+            .saturating_mul(crate::connection::INBOUND_BUDGET_FRAMES)
+            .max(4 << 20);
+        let window = u32::try_from(window).unwrap_or(u32::MAX);
         quic.receive_window(quinn::VarInt::from_u32(window));
         quic
     }

@@ -12,6 +12,7 @@ use dawn_wire::{Capabilities, FRAME_HEADER_LEN, FrameError, Hello, decode_frame_
 use quinn::{
     ConnectionError, ReadError, ReadExactError, ReadToEndError, RecvStream, SendStream, WriteError,
 };
+use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, debug_span, trace};
 
 use crate::codes::{CloseCode, StreamCode};
@@ -131,7 +132,13 @@ struct Inner {
     peer_hello: Hello,
     max_frame_len: usize,
     request_timeout: Duration,
+    /// Bytes of inbound request bodies this connection may hold at once (read but not yet
+    /// answered), so a peer cannot make us buffer a frame per stream.
+    inbound_budget: Arc<Semaphore>,
 }
+
+/// How many maximum-size request bodies one connection may have buffered at once.
+pub(crate) const INBOUND_BUDGET_FRAMES: usize = 8;
 
 /// An authenticated, `Hello`-negotiated connection to one peer.
 ///
@@ -198,6 +205,9 @@ impl Connection {
                 peer_hello: parts.peer_hello,
                 max_frame_len: parts.max_frame_len,
                 request_timeout: parts.request_timeout,
+                inbound_budget: Arc::new(Semaphore::new(
+                    parts.max_frame_len.saturating_mul(INBOUND_BUDGET_FRAMES),
+                )),
             }),
         }
     }
@@ -494,20 +504,34 @@ async fn serve_request(
             return reject(&mut send, &mut recv, StreamCode::FrameTooLarge);
         }
     };
-    let body = match recv.read_to_end(len).await {
-        Ok(body) if body.len() == len => Bytes::from(body),
-        Ok(_) | Err(ReadToEndError::TooLong) => {
-            debug!("request frame length does not match the stream");
-            return reject(&mut send, &mut recv, StreamCode::Malformed);
-        }
-        Err(ReadToEndError::Read(error)) => {
-            trace!(%error, "request stream failed");
-            return reject(&mut send, &mut recv, StreamCode::Cancelled);
-        }
+    // Wait for room in the connection's budget before buffering the body; meanwhile QUIC flow
+    // control holds the peer back. `len` is at most the frame limit, below the budget.
+    let budget = Arc::clone(&connection.inner.inbound_budget);
+    let Ok(_reserved) = budget
+        .acquire_many_owned(u32::try_from(len).unwrap_or(u32::MAX))
+        .await
+    else {
+        return reject(&mut send, &mut recv, StreamCode::Unavailable);
     };
+    let body =
+        match tokio::time::timeout(connection.inner.request_timeout, recv.read_to_end(len)).await {
+            Err(_) => {
+                debug!("request body timed out");
+                return reject(&mut send, &mut recv, StreamCode::Timeout);
+            }
+            Ok(Ok(body)) if body.len() == len => Bytes::from(body),
+            Ok(Ok(_) | Err(ReadToEndError::TooLong)) => {
+                debug!("request frame length does not match the stream");
+                return reject(&mut send, &mut recv, StreamCode::Malformed);
+            }
+            Ok(Err(ReadToEndError::Read(error))) => {
+                trace!(%error, "request stream failed");
+                return reject(&mut send, &mut recv, StreamCode::Cancelled);
+            }
+        };
     let context = RequestContext::new(connection, protocol);
     let (status, payload) = match handler(context, body).await {
-        Ok(response) if response.len() < max => (STATUS_OK, response),
+        Ok(response) if response.len() <= max => (STATUS_OK, response),
         Ok(response) => {
             debug!(
                 len = response.len(),
@@ -525,8 +549,8 @@ async fn serve_request(
         ),
     };
     let mut head = Vec::with_capacity(FRAME_HEADER_LEN + 1);
-    // `payload` is shorter than `max`, so the frame fits.
-    if push_frame_header(payload.len() + 1, max, &mut head).is_err() {
+    // The status byte rides in the frame: a response frame may be one byte over the limit.
+    if push_frame_header(payload.len() + 1, max.saturating_add(1), &mut head).is_err() {
         return reject(&mut send, &mut recv, StreamCode::FrameTooLarge);
     }
     head.push(status);

@@ -401,6 +401,59 @@ async fn oversized_requests_are_refused_and_the_connection_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_make_a_node_buffer_more_than_a_few_frames() {
+    // With 1 KiB frames a connection may hold 8 KiB of request bodies awaiting an answer:
+    // the ninth full-size request waits (flow control holds the sender) until one finishes.
+    let mut config = TransportConfig::default();
+    config.max_frame_len = 1024;
+    let server = bind(config);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    {
+        let (running, peak, gate) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&gate));
+        server
+            .register_request_handler("hold/1", move |_, body| {
+                let (running, peak, gate) =
+                    (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&gate));
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    let _permit = gate.acquire().await.unwrap();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(body)
+                }
+            })
+            .unwrap();
+    }
+    let client = bind(TransportConfig::default());
+    let connection = client
+        .connect(server.node_id(), &addr(&server))
+        .await
+        .unwrap();
+    let mut requests = JoinSet::new();
+    for _ in 0..20 {
+        let connection = connection.clone();
+        requests.spawn(async move { connection.request("hold/1", vec![1u8; 1024]).await });
+    }
+    // Let every request reach the server, then release the handlers one at a time.
+    tokio::time::timeout(WAIT, async {
+        while running.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(running.load(Ordering::SeqCst), 8);
+    gate.add_permits(20);
+    while let Some(result) = requests.join_next().await {
+        assert_eq!(result.unwrap().unwrap().len(), 1024);
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_errors_unknown_protocols_and_deadlines_are_typed() {
     let server = echo(TransportConfig::default());
     server
