@@ -514,11 +514,14 @@ impl Node {
         inner.cancel.cancel();
         inner.tasks.close();
         let mut failure = None;
-        if let Some(http) = self.http_task.take() {
-            match tokio::time::timeout(SHUTDOWN_STAGE_TIMEOUT, http).await {
+        if let Some(mut http) = self.http_task.take() {
+            match tokio::time::timeout(SHUTDOWN_STAGE_TIMEOUT, &mut http).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => failure = Some(error.to_string()),
-                Err(_) => warn!("HTTP server did not stop in time"),
+                Err(_) => {
+                    warn!("HTTP requests still running after the grace period; closing them");
+                    http.abort();
+                }
             }
         }
         if tokio::time::timeout(

@@ -387,9 +387,15 @@ mod tests {
     fn addresses_are_bounded_and_most_recent_first() {
         let mut table = PeerTable::new(id(0));
         for port in 1..=20 {
-            table.connected(id(1), 1, Direction::Inbound, addr(port), u64::from(port));
+            table.connected(
+                id(1),
+                u64::from(port),
+                Direction::Inbound,
+                addr(port),
+                u64::from(port),
+            );
         }
-        table.connected(id(1), 1, Direction::Inbound, addr(15), 21);
+        table.connected(id(1), 99, Direction::Inbound, addr(15), 21);
         let addrs = table.addresses(&id(1));
         assert_eq!(addrs.len(), MAX_ADDRS_PER_PEER);
         assert_eq!(addrs[0], addr(15));
