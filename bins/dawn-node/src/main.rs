@@ -143,7 +143,8 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
 }
 
 /// The configuration: defaults, then the file, then `DAWN_*` variables, then flags.
-fn load_config(args: &RunArgs) -> anyhow::Result<(Config, bool)> {
+/// Also says which source chose the log filter, if any did (else `RUST_LOG` may).
+fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<&'static str>)> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => match default_config_path().filter(|p| p.is_file()) {
@@ -180,21 +181,28 @@ fn load_config(args: &RunArgs) -> anyhow::Result<(Config, bool)> {
             LogFormatArg::Json => LogFormat::Json,
         };
     }
-    let level_chosen =
-        file_sets_level || args.log.is_some() || std::env::var_os("DAWN_LOG").is_some();
-    Ok((config, level_chosen))
+    let level_origin = if args.log.is_some() {
+        Some("--log")
+    } else if std::env::var_os("DAWN_LOG").is_some() {
+        Some("DAWN_LOG")
+    } else if file_sets_level {
+        Some("log.level")
+    } else {
+        None
+    };
+    Ok((config, level_origin))
 }
 
 /// Logs go to stderr; stdout carries the addresses and the `ready` line.
-fn init_tracing(config: &Config, level_chosen: bool) -> anyhow::Result<()> {
+fn init_tracing(config: &Config, level_origin: Option<&'static str>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
-    let (origin, text) = match rust_log {
-        Some(text) if !level_chosen => ("RUST_LOG", text),
-        _ => ("log.level", config.log.level.clone()),
+    let (origin, text) = match (level_origin, rust_log) {
+        (None, Some(text)) => ("RUST_LOG", text),
+        (origin, _) => (origin.unwrap_or("log.level"), config.log.level.clone()),
     };
     let filter = EnvFilter::try_new(&text)
-        .with_context(|| format!("{origin}: {text:?} is not a log filter"))?;
+        .map_err(|e| anyhow::anyhow!("{origin}: {text:?} is not a log filter ({e})"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -266,8 +274,8 @@ fn passphrase(
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let (config, level_chosen) = load_config(args)?;
-    init_tracing(&config, level_chosen)?;
+    let (config, level_origin) = load_config(args)?;
+    init_tracing(&config, level_origin)?;
     let data_dir = config.data_dir()?;
     let passphrase = passphrase(&config, args, &data_dir)?;
     let mut builder = NodeBuilder::from_config(&config)?;

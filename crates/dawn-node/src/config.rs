@@ -981,4 +981,62 @@ mod tests {
             Err(BootstrapPeerError::NodeId(_))
         ));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn node_id() -> impl Strategy<Value = NodeId> {
+            any::<[u8; 32]>().prop_map(|seed| SigningKey::from_bytes(&seed).verifying_key().into())
+        }
+
+        fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+            let ip = prop_oneof![
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<[u8; 16]>().prop_map(IpAddr::from),
+            ];
+            (ip, 1..=u16::MAX).prop_map(|(ip, port)| SocketAddr::new(ip, port))
+        }
+
+        proptest! {
+            #[test]
+            fn bootstrap_peer_text_round_trips(id in node_id(), addr in socket_addr()) {
+                let peer = BootstrapPeer::new(id, addr);
+                let parsed: BootstrapPeer = peer.to_string().parse().unwrap();
+                prop_assert_eq!(parsed.socket_addr(), Some(addr));
+                prop_assert_eq!(parsed, peer);
+            }
+
+            #[test]
+            fn bootstrap_host_names_round_trip(
+                id in node_id(),
+                host in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\\.[a-z]([a-z0-9-]{0,10}[a-z0-9])?){0,3}",
+                port in 1..=u16::MAX,
+            ) {
+                let text = format!("{id}@{host}:{port}");
+                let peer: BootstrapPeer = text.parse().unwrap();
+                prop_assert_eq!(peer.to_string(), text);
+            }
+
+            #[test]
+            fn arbitrary_input_is_an_error_not_a_panic(text in "\\PC{0,200}") {
+                let _ = text.parse::<BootstrapPeer>();
+                let _ = Config::from_toml_str(&text, None);
+                let mut config = Config::default();
+                for (var, _) in ENV_OVERRIDES {
+                    let _ = config.apply_env([(OsString::from(var), OsString::from(&text))]);
+                }
+            }
+
+            #[test]
+            fn listen_values_either_parse_or_name_the_key(text in "[0-9a-f:.\\[\\]]{0,40}") {
+                let toml = format!("[node]\nlisten = {:?}\n", text);
+                match Config::from_toml_str(&toml, None) {
+                    Ok(config) => prop_assert_eq!(Some(config.node.listen), text.parse().ok()),
+                    Err(ConfigError::Invalid { key, .. }) => prop_assert_eq!(key, "node.listen"),
+                    Err(other) => prop_assert!(false, "unexpected error {other}"),
+                }
+            }
+        }
+    }
 }

@@ -341,6 +341,7 @@ footer { margin-top: 2rem; color: #5b6475; font-size: .85rem; }
 {rows}</tbody>
 </table>
 <h2>Join another node to this one</h2>
+<p>From another machine, or on this one with its own <code>--data-dir</code>, <code>--listen</code> and <code>--http</code>:</p>
 <pre>{join}</pre>
 <footer>This page refreshes every 5 seconds. JSON: <a href="/api/status">/api/status</a>, <a href="/api/peers">/api/peers</a>, <a href="/healthz">/healthz</a>.</footer>
 </body>
