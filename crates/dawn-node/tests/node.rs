@@ -264,3 +264,39 @@ async fn bootstrap_failures_back_off_and_are_recorded() {
     assert_eq!(peer.last_seen_unix_ms, None);
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dialler_alone_brings_a_restarted_peer_back() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(dir_a.path()).await;
+    let (a_id, a_addr) = (a.node_id(), a.quic_addr());
+    let b = builder(dir_b.path())
+        .bootstrap([bootstrap_to(&a)])
+        .start()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(2), "first connection", || {
+        connected_to(&b, &a)
+    })
+    .await;
+    a.shutdown().await.unwrap();
+
+    // A comes back with its identity but without its database: it does not know B, so only
+    // B's backoff loop can reconnect them.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir_a.path().join(format!("{DB_FILE_NAME}{suffix}")));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = builder(dir_a.path()).listen(a_addr).start().await.unwrap();
+    assert_eq!(a.node_id(), a_id);
+    assert!(a.peers().is_empty());
+    let took = eventually(Duration::from_secs(15), "B to redial A", || {
+        connected_to(&a, &b) && connected_to(&b, &a)
+    })
+    .await;
+    eprintln!("redialled in {took:?}");
+    let on_b = b.peers().into_iter().find(|p| p.node_id == a_id).unwrap();
+    assert_eq!(on_b.direction, Some(Direction::Outbound));
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
