@@ -67,6 +67,9 @@ pub enum NodeError {
         #[source]
         source: PassphraseError,
     },
+    /// The operating system gave no randomness for a new node key.
+    #[error("cannot generate a node key: {0}")]
+    Rng(#[from] dawn_crypto::RngError),
     /// The key file could not be read, opened or written (wrong passphrase, bad permissions,
     /// damaged file).
     #[error(transparent)]
