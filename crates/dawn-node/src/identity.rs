@@ -131,14 +131,12 @@ pub(crate) fn load_or_create(
     };
     match (state, passphrase) {
         (None, Some(passphrase)) => {
-            let key = SigningKey::generate()
-                .map_err(|e| NodeError::Task(format!("no randomness for a new node key: {e}")))?;
+            let key = SigningKey::generate()?;
             save_key(path, &key, passphrase, options, WriteMode::CreateNew)?;
             Ok((key, KeyOutcome::Created))
         }
         (None, None) => {
-            let key = SigningKey::generate()
-                .map_err(|e| NodeError::Task(format!("no randomness for a new node key: {e}")))?;
+            let key = SigningKey::generate()?;
             save_key_unprotected(path, &key, WriteMode::CreateNew)?;
             warn_unprotected(path, development);
             Ok((key, KeyOutcome::Created))
