@@ -72,6 +72,7 @@ mod config;
 mod flood;
 mod ids;
 mod latency;
+mod net;
 mod protocol;
 mod rng;
 mod sim;
