@@ -41,7 +41,9 @@ pub struct FloodDelivery {
 pub struct Flood {
     neighbours: Vec<NodeId>,
     seen: BTreeSet<u64>,
-    outbox: VecDeque<(NodeId, FloodMessage)>,
+    /// Forwards waiting to be polled, by neighbour position (a `NodeId` is 192 bytes; this
+    /// keeps the queue at 24 bytes an entry).
+    outbox: VecDeque<(usize, FloodMessage)>,
     deliveries: VecDeque<FloodDelivery>,
 }
 
@@ -92,9 +94,9 @@ impl Flood {
             hops: message.hops.saturating_add(1),
             ..message
         };
-        for peer in &self.neighbours {
-            if Some(*peer) != from {
-                self.outbox.push_back((*peer, forward));
+        for (position, peer) in self.neighbours.iter().enumerate() {
+            if Some(peer) != from.as_ref() {
+                self.outbox.push_back((position, forward));
             }
         }
     }
@@ -111,7 +113,12 @@ impl Protocol for Flood {
     fn handle_timeout(&mut self, _now: Instant) {}
 
     fn poll_transmit(&mut self) -> Option<(NodeId, FloodMessage)> {
-        self.outbox.pop_front()
+        loop {
+            let (position, message) = self.outbox.pop_front()?;
+            if let Some(peer) = self.neighbours.get(position) {
+                return Some((*peer, message));
+            }
+        }
     }
 
     fn poll_event(&mut self) -> Option<FloodDelivery> {

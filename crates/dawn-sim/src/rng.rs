@@ -35,11 +35,6 @@ impl SplitMix {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix64(self.0)
     }
-
-    /// A uniform float in `[0, 1)` with 53 random bits.
-    pub(crate) fn unit(&mut self) -> f64 {
-        to_unit(self.next_u64())
-    }
 }
 
 /// The top 53 bits of `x` as a float in `[0, 1)`; exact, so identical on every platform.
