@@ -3,6 +3,8 @@
 
 mod membership;
 mod plumtree;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};

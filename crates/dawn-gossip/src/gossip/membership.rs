@@ -97,8 +97,12 @@ impl<S: PeerScore> Gossip<S> {
                 }
             }
             (None, true) => {
-                if !self.is_active(&from) {
-                    // An answer to a request we gave up on.
+                // An answer to a request we gave up on, or repeated: the peer has linked us,
+                // so keep the link if there is room.
+                let room = self.active.len() < self.config.membership.active_view_capacity;
+                if room && !self.refused(&from) {
+                    self.add_active(now, from, true);
+                } else if !self.is_active(&from) {
                     self.send(now, from, GossipMessage::Disconnect { alive: true });
                 }
             }
@@ -304,6 +308,25 @@ impl<S: PeerScore> Gossip<S> {
             self.fill_tried.clear();
             self.fill_resume = None;
             return;
+        }
+        if self.active.is_empty() {
+            // Left alone: requests made while the node still had neighbours may be refused
+            // for lack of room, so they are repeated as requests that cannot be.
+            let upgrade: Vec<NodeId> = self
+                .pending
+                .iter_mut()
+                .filter(|p| !p.high)
+                .map(|p| {
+                    p.high = true;
+                    p.id
+                })
+                .collect();
+            for peer in upgrade {
+                let message = GossipMessage::Neighbor {
+                    high_priority: true,
+                };
+                self.send(now, peer, message);
+            }
         }
         if let Some(resume) = self.fill_resume {
             if now < resume {

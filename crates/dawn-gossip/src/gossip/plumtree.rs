@@ -53,8 +53,11 @@ impl<S: PeerScore> Gossip<S> {
         };
         if self.seen.contains_key(&id) {
             self.stats.duplicates = self.stats.duplicates.saturating_add(1);
-            // A duplicate along the tree means the link is redundant for this topic.
-            if eager && self.is_active(&from) && self.set_lazy(now, &topic, from) {
+            // A duplicate along the tree means the link is redundant for this topic. The
+            // prune goes out even if the sender is lazy here already: it pushed eagerly, so
+            // it does not know.
+            if eager && self.is_active(&from) {
+                self.set_lazy(now, &topic, from);
                 self.send(now, from, GossipMessage::Prune { topic });
             }
             return;
