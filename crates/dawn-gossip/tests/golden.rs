@@ -228,7 +228,7 @@ fn gossip_body_embeds_the_envelope_bytes() {
     // hops (varint 1), envelope length (varint, 2 bytes here), envelope bytes.
     assert_eq!(body[0], 1);
     let len = inner.len();
-    assert!(len >= 128 && len < 16_384);
+    assert!((128..16_384).contains(&len));
     assert_eq!(body[1], (len as u8 & 0x7f) | 0x80);
     assert_eq!(body[2], (len >> 7) as u8);
     assert_eq!(&body[3..], inner.as_slice());

@@ -139,7 +139,7 @@ enum Step {
     /// A message from peer number `from` (seeds 1 to 7).
     Message {
         from: u8,
-        message: GossipMessage,
+        message: Box<GossipMessage>,
     },
     /// Arbitrary bytes as a gossip message of type `kind`.
     Garbage {
@@ -156,7 +156,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (1u8..8, message()).prop_map(|(from, message)| Step::Message { from, message }),
+        6 => (1u8..8, message()).prop_map(|(from, message)| Step::Message { from, message: Box::new(message) }),
         2 => (1u8..8, 0x0100u16..=0x0122, proptest::collection::vec(any::<u8>(), 0..80))
             .prop_map(|(from, kind, body)| Step::Garbage { from, kind, body }),
         2 => (1u16..5000).prop_map(Step::Wait),
@@ -196,7 +196,7 @@ proptest! {
         let peer = |seed: u8| -> NodeId { key(seed).verifying_key().into() };
         for (i, step) in steps.into_iter().enumerate() {
             match step {
-                Step::Message { from, message } => core.handle_message(now, peer(from), message),
+                Step::Message { from, message } => core.handle_message(now, peer(from), *message),
                 Step::Garbage { from, kind, body } => {
                     let _ = core.handle_wire(now, peer(from), &Message::Protocol { kind, payload: body.into() });
                 }
