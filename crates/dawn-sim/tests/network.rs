@@ -259,3 +259,36 @@ fn log_normal_and_normal_links_stay_in_their_models() {
         assert!(values[0] < values[values.len() - 1]);
     }
 }
+
+#[test]
+fn run_until_quiet_waits_for_messages_in_flight_only() {
+    let config = SimConfig {
+        latency: LatencyModel::Fixed(10 * MS),
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(config).unwrap();
+    let (a, b) = (node_id(0), node_id(1));
+    sim.add_node(a, Probe::new()).unwrap();
+    sim.add_node(b, Probe::new()).unwrap();
+    sim.with_node(a, |p, _| p.send(b, 1, 10)).unwrap();
+    assert_eq!(sim.in_flight(), 1);
+    assert!(!sim.run_until_quiet(5 * MS));
+    assert_eq!(sim.elapsed(), 5 * MS);
+    assert!(sim.run_until_quiet(10 * MS));
+    assert_eq!(sim.elapsed(), 10 * MS, "stops at the delivery");
+    assert_eq!(sim.in_flight(), 0);
+}
+
+#[test]
+fn events_are_not_kept_when_recording_is_off() {
+    let config = SimConfig {
+        record_events: false,
+        ..SimConfig::default()
+    };
+    let mut sim = sim_with(config, 2);
+    sim.with_node(node_id(0), |p, _| p.send(node_id(1), 1, 10))
+        .unwrap();
+    assert!(sim.run_until_idle(Duration::from_secs(1)));
+    assert_eq!(sim.stats().delivered.messages, 2);
+    assert_eq!(sim.drain_events().count(), 0);
+}

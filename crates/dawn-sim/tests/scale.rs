@@ -122,3 +122,52 @@ fn ten_thousand_nodes_under_loss_churn_and_partition() {
         stats.delivered.messages + stats.dropped().messages
     );
 }
+
+/// A protocol with no state, to measure what the simulator itself keeps per node.
+struct Idle;
+
+impl dawn_sim::Protocol for Idle {
+    type Message = ();
+    type Event = ();
+
+    fn handle_message(&mut self, _: Instant, _: NodeId, (): ()) {}
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_transmit(&mut self) -> Option<(NodeId, ())> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn wire_size((): &()) -> usize {
+        0
+    }
+}
+
+/// Current resident memory of this process in kB.
+fn rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+#[ignore = "measures process memory: run alone with --release --ignored --nocapture"]
+fn simulator_footprint_per_node() {
+    let ids: Vec<NodeId> = (0..NODES as u64).map(node_id).collect();
+    let before = rss_kb().unwrap();
+    let mut sim: Sim<Idle> = Sim::new(SimConfig::default()).unwrap();
+    for id in &ids {
+        sim.add_node(*id, Idle).unwrap();
+    }
+    let after = rss_kb().unwrap();
+    let per_node = (after - before) * 1024 / NODES as u64;
+    println!(
+        "simulator memory for {NODES} idle nodes: {} kB, {per_node} bytes per node",
+        after - before
+    );
+    assert!(per_node < 1024, "{per_node} bytes per node");
+    assert_eq!(sim.len(), NODES);
+}
