@@ -187,6 +187,10 @@ pub enum AcceptError {
     /// The transport is closing.
     #[error("the transport is closed")]
     Closed,
+    /// Refused before the handshake: this node is at its total or per-address connection
+    /// limit.
+    #[error("connection limit reached")]
+    ConnectionLimit,
 }
 
 impl AcceptError {
@@ -496,6 +500,12 @@ impl Transport {
     /// used). Each address gets [`TransportConfig::handshake_timeout`] for the TLS handshake,
     /// which refuses any key but `peer`'s, and the `Hello` exchange. The dial continues if the
     /// caller gives up, so the others still get the connection.
+    ///
+    /// When both nodes dial each other at the same moment, both keep the connection dialed by
+    /// the smaller node id; the one returned here may then be closed with
+    /// [`CloseCode::Duplicate`] shortly after, and calling `connect` again returns the survivor
+    /// from the pool. Long-lived users should re-`connect` when a request fails with a closed
+    /// connection (it is cheap while the peer is pooled).
     ///
     /// # Errors
     /// [`ConnectError`]; with several addresses that all failed,
@@ -869,6 +879,10 @@ async fn accept_loop(inner: Weak<Inner>, endpoint: quinn::Endpoint) {
         let Some(permit) = inner.limits.inbound(remote.ip()) else {
             debug!(%remote, "connection limit reached, refusing");
             incoming.refuse();
+            let _ = inner.events.send(TransportEvent::InboundFailed {
+                remote,
+                error: AcceptError::ConnectionLimit,
+            });
             continue;
         };
         let span = debug_span!("transport.accept", %remote, peer = tracing::field::Empty);

@@ -578,6 +578,7 @@ async fn connection_limits_are_enforced() {
     let first = bind(TransportConfig::default());
     let second = bind(TransportConfig::default());
 
+    let mut limit_events = server.subscribe();
     let connection = first
         .connect(server.node_id(), &addr(&server))
         .await
@@ -590,6 +591,14 @@ async fn connection_limits_are_enforced() {
         matches!(error, ConnectError::ConnectionRefused),
         "{error:?}"
     );
+    wait_for(&mut limit_events, |event| match event {
+        TransportEvent::InboundFailed {
+            error: AcceptError::ConnectionLimit,
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await;
 
     // Once the first connection is gone, the address has room again.
     let mut server_events = server.subscribe();
@@ -671,15 +680,16 @@ async fn idle_connections_time_out_and_the_pool_redials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_holds_an_idle_connection_open() {
     let mut config = TransportConfig::default();
-    config.idle_timeout = Duration::from_millis(400);
-    config.keep_alive_interval = Some(Duration::from_millis(100));
+    config.idle_timeout = Duration::from_millis(1000);
+    config.keep_alive_interval = Some(Duration::from_millis(200));
     let server = echo(config.clone());
     let client = bind(config);
     let connection = client
         .connect(server.node_id(), &addr(&server))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Three idle timeouts without a single request.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     assert!(!connection.is_closed());
     assert_eq!(
         client.connect(server.node_id(), &[]).await.unwrap().id(),
