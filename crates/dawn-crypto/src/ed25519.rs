@@ -137,10 +137,10 @@ impl VerifyingKey {
     /// [`KeyError::Encoding`] for bytes that are not the canonical encoding of a curve point,
     /// [`KeyError::SmallOrder`] for one of the eight small-order points.
     pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<Self, KeyError> {
-        // Decompression reduces y modulo p, so y >= p would be a second spelling of a key. The
-        // only other non-canonical spelling, x = 0 with the sign bit set, is y = ±1, both of
-        // small order and refused below. A byte comparison is far cheaper than recompressing.
-        if !y_is_canonical(bytes) {
+        // Decompression reduces y modulo p and accepts x = 0 with the sign bit set, so either
+        // would be a second spelling of a key. A byte comparison is far cheaper than
+        // recompressing.
+        if !is_canonical_point_encoding(bytes) {
             return Err(KeyError::Encoding);
         }
         let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::Encoding)?;
@@ -276,21 +276,6 @@ pub(crate) fn is_canonical_point_encoding(bytes: &[u8; 32]) -> bool {
         }
     }
     true
-}
-
-/// Whether the y coordinate of a compressed Edwards point (the low 255 bits, little-endian) is
-/// below p = 2^255 - 19. Public data, so no constant-time requirement.
-fn y_is_canonical(bytes: &[u8; PUBLIC_KEY_LEN]) -> bool {
-    // p in little-endian: ed ff ff ... ff 7f
-    let mut y = *bytes;
-    y[31] &= 0x7f;
-    for i in (1..32).rev() {
-        let p_byte = if i == 31 { 0x7f } else { 0xff };
-        if y[i] != p_byte {
-            return y[i] < p_byte;
-        }
-    }
-    y[0] < 0xed
 }
 
 impl Hash for VerifyingKey {
@@ -450,20 +435,32 @@ mod tests {
         let mut p_minus_1 = [0xffu8; 32];
         p_minus_1[0] = 0xec;
         p_minus_1[31] = 0x7f;
-        assert!(y_is_canonical(&p_minus_1));
+        assert!(is_canonical_point_encoding(&p_minus_1));
         let mut p = p_minus_1;
         p[0] = 0xed;
-        assert!(!y_is_canonical(&p));
+        assert!(!is_canonical_point_encoding(&p));
         p[31] |= 0x80;
-        assert!(!y_is_canonical(&p));
+        assert!(!is_canonical_point_encoding(&p));
         let mut p_plus_1 = p_minus_1;
         p_plus_1[0] = 0xee;
-        assert!(!y_is_canonical(&p_plus_1));
-        assert!(y_is_canonical(&[0u8; 32]));
+        assert!(!is_canonical_point_encoding(&p_plus_1));
+        assert!(is_canonical_point_encoding(&[0u8; 32]));
         let mut y2 = [0u8; 32];
         y2[0] = 2;
         y2[31] = 0x80;
-        assert!(y_is_canonical(&y2));
+        assert!(is_canonical_point_encoding(&y2));
+        // y = p - 1 and y = 1 have x = 0: the sign bit makes a second spelling.
+        let mut minus_one_signed = p_minus_1;
+        minus_one_signed[31] |= 0x80;
+        assert!(!is_canonical_point_encoding(&minus_one_signed));
+        assert_eq!(
+            VerifyingKey::from_bytes(&minus_one_signed),
+            Err(KeyError::Encoding)
+        );
+        let mut one_signed = [0u8; 32];
+        one_signed[0] = 1;
+        one_signed[31] = 0x80;
+        assert!(!is_canonical_point_encoding(&one_signed));
     }
 
     #[test]
@@ -472,7 +469,7 @@ mod tests {
         for seed in 0..64u8 {
             let key = SigningKey::from_bytes(&[seed; 32]).verifying_key();
             let bytes = key.to_bytes();
-            assert!(y_is_canonical(&bytes));
+            assert!(is_canonical_point_encoding(&bytes));
             assert_eq!(VerifyingKey::from_bytes(&bytes), Ok(key));
             assert_eq!(key.0.to_edwards().compress().to_bytes(), bytes);
         }
