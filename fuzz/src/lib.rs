@@ -77,12 +77,13 @@ fn keystore(data: &[u8]) -> Result<(), String> {
         return Err("a decoded key file re-encodes differently".into());
     }
     if file.is_dev_mode() {
-        // The only file openable without a KDF run: it must open to the key it names.
-        let key = file
-            .open(&dawn_identity::Unlock::DevMode)
-            .map_err(|e| format!("dev-mode file does not open: {e}"))?;
-        if dawn_identity::NodeId::from(key.verifying_key()) != file.node_id() {
-            return Err("dev-mode file opens to another key than it names".into());
+        // The only file openable without a KDF run: it opens to exactly the key it names, or a
+        // crafted file whose seed and public key disagree is refused as such.
+        match file.open(&dawn_identity::Unlock::DevMode) {
+            Ok(key) if dawn_identity::NodeId::from(key.verifying_key()) == file.node_id() => {}
+            Ok(_) => return Err("dev-mode file opens to another key than it names".into()),
+            Err(dawn_identity::OpenKeyError::KeyMismatch) => {}
+            Err(e) => return Err(format!("dev-mode file fails to open with {e}")),
         }
     }
     Ok(())

@@ -21,7 +21,9 @@ impl Rng {
 }
 
 fn seeds(name: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(name);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
@@ -33,7 +35,11 @@ fn seeds(name: &str) -> Vec<Vec<u8>> {
 #[test]
 fn every_target_has_seeds_and_a_binary() {
     for target in TARGETS {
-        assert!(!seeds(target.name).is_empty(), "{} has no seeds", target.name);
+        assert!(
+            !seeds(target.name).is_empty(),
+            "{} has no seeds",
+            target.name
+        );
         let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz_targets")
             .join(format!("{}.rs", target.name));
