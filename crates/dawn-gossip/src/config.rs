@@ -168,6 +168,8 @@ pub struct Limits {
     pub transmit_queue_per_peer: usize,
     /// Bytes queued for one peer. Default 8 MiB.
     pub transmit_bytes_per_peer: usize,
+    /// Outgoing messages queued for all peers together. Default 65,536.
+    pub transmit_queue_total: usize,
     /// Bytes queued for all peers together. Default 64 MiB.
     pub transmit_bytes_total: usize,
     /// Events not yet taken by [`poll_event`](crate::Gossip::poll_event). New events are
@@ -200,6 +202,7 @@ impl Default for Limits {
             lazy_queue_per_peer: 1_024,
             transmit_queue_per_peer: 1_024,
             transmit_bytes_per_peer: 8 << 20,
+            transmit_queue_total: 65_536,
             transmit_bytes_total: 64 << 20,
             event_queue: 4_096,
             inbound_rate: 1_000.0,
@@ -267,6 +270,7 @@ impl Config {
             ("limits.lazy_queue_per_peer", l.lazy_queue_per_peer),
             ("limits.transmit_queue_per_peer", l.transmit_queue_per_peer),
             ("limits.transmit_bytes_per_peer", l.transmit_bytes_per_peer),
+            ("limits.transmit_queue_total", l.transmit_queue_total),
             ("limits.transmit_bytes_total", l.transmit_bytes_total),
             ("limits.event_queue", l.event_queue),
             ("limits.rate_tracked_peers", l.rate_tracked_peers),

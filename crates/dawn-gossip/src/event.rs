@@ -141,7 +141,8 @@ pub struct Sizes {
     pub cached_bytes: usize,
     /// Announced messages awaiting their eager copy.
     pub missing: usize,
-    /// Requested messages awaiting an answer.
+    /// Requests remembered (answered ones too, until their timeout), bounded by
+    /// `Limits::requested_capacity`.
     pub requested: usize,
     /// Topics with state.
     pub topics: usize,

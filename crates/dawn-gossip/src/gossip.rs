@@ -389,7 +389,7 @@ impl<S: PeerScore> Gossip<S> {
             cached: self.cache.len(),
             cached_bytes: self.cache_bytes,
             missing: self.missing.len(),
-            requested: self.requested.len(),
+            requested: self.requested_order.len(),
             topics: self.topics.len(),
             lazy_entries: self.lazy_len,
             transmits: self.transmits.len(),
@@ -750,6 +750,7 @@ impl<S: PeerScore> Gossip<S> {
         let size = message.approx_len();
         let queued = self.queued.get(&to).copied().unwrap_or_default();
         if queued.count >= limits.transmit_queue_per_peer
+            || self.transmits.len() >= limits.transmit_queue_total
             || queued.bytes + size > limits.transmit_bytes_per_peer
             || self.queued_bytes + size > limits.transmit_bytes_total
         {

@@ -44,6 +44,11 @@ impl<S: PeerScore> Gossip<S> {
         eager: bool,
     ) {
         self.stats.payloads_received = self.stats.payloads_received.saturating_add(1);
+        if eager {
+            // Only neighbours push; a former one learns it is not one any more. The message
+            // itself is signed, so it is still taken.
+            self.require_neighbor(now, from);
+        }
         let hops = sent_hops.saturating_add(1);
         let id = MessageId::of(&envelope);
         let Ok(topic) = Topic::new(envelope.topic()) else {
@@ -242,7 +247,9 @@ impl<S: PeerScore> Gossip<S> {
         let cap = self.config.limits.requested_capacity;
         let mut want = Vec::new();
         for id in ids {
-            if want.len() >= MAX_REQUEST_IDS || self.requested.len() >= cap {
+            // The order queue also holds answered requests until they expire, so it is the
+            // one to bound.
+            if want.len() >= MAX_REQUEST_IDS || self.requested_order.len() >= cap {
                 break;
             }
             if self.seen.contains_key(id)

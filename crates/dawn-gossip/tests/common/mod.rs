@@ -182,6 +182,8 @@ pub struct Report {
     pub messages: u64,
     pub bytes: u64,
     pub misbehaviours: u64,
+    /// Messages and bytes each node sends per second once the overlay is idle.
+    pub idle: (f64, f64),
     /// The simulator's digest of every delivery, drop and timeout: equal digests, equal runs.
     pub trace: u64,
 }
@@ -246,8 +248,10 @@ impl Report {
             ));
         }
         line.push_str(&format!(
-            " broadcasts={} sim_time={:.1}s msgs={} bytes={} misbehaviour={}",
+            " broadcasts={} idle={:.1}msg/s,{:.0}B/s per node sim_time={:.1}s msgs={} bytes={} misbehaviour={}",
             self.broadcasts.len(),
+            self.idle.0,
+            self.idle.1,
             self.sim_time.as_secs_f64(),
             self.messages,
             self.bytes,
@@ -298,8 +302,17 @@ pub fn run(s: &Scenario) -> Report {
         .unwrap();
     }
     let joined = epoch + s.join_spacing * s.nodes as u32;
-    // 2. Settle.
-    sim.run_until(joined + s.settle);
+    // 2. Settle; the last 5 s of it measure the idle cost (keepalives, digests, shuffles).
+    let quiet = Duration::from_secs(5).min(s.settle);
+    sim.run_until(joined + s.settle - quiet);
+    let idle_before = sim.stats().sent;
+    sim.run_for(quiet);
+    let idle_after = sim.stats().sent;
+    let per_node_s = (s.nodes as f64 * quiet.as_secs_f64()).max(1.0);
+    let idle = (
+        (idle_after.messages - idle_before.messages) as f64 / per_node_s,
+        (idle_after.bytes - idle_before.bytes) as f64 / per_node_s,
+    );
     let _ = sim.drain_events().count();
 
     let sender = ids[sim.rng().index(s.nodes)];
@@ -457,6 +470,7 @@ pub fn run(s: &Scenario) -> Report {
         messages: stats.sent.messages,
         bytes: stats.sent.bytes,
         misbehaviours,
+        idle,
         trace: sim.trace_digest(),
     }
 }
