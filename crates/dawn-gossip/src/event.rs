@@ -67,7 +67,8 @@ pub enum MisbehaviourKind {
     InvalidSignature,
     /// An envelope the replay window has already accepted (same origin and sequence), pushed
     /// as new: a replay, or an origin that signed two messages with one sequence number.
-    /// Envelopes sent in answer to this node's own requests are dropped silently instead.
+    /// Envelopes sent in answer to this node's own grafts and requests are dropped silently
+    /// instead.
     Replay,
     /// An envelope older than the replay window (or than what the window forgot).
     Stale,

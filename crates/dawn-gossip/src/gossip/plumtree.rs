@@ -71,24 +71,24 @@ impl<S: PeerScore> Gossip<S> {
             self.misbehaviour(from, MisbehaviourKind::InvalidSignature);
             return;
         }
-        match self.replay.accept(self.unix_ms(now), &envelope) {
-            ReplayVerdict::Fresh => {}
-            ReplayVerdict::Replay => {
-                // An answer to our own request may be a message we already saw and forgot;
+        let verdict = self.replay.accept(self.unix_ms(now), &envelope);
+        if verdict != ReplayVerdict::Fresh {
+            // Refused from anyone: stop chasing it, but judge the sender first.
+            let solicited = !eager
+                || self.missing.contains_key(&id)
+                || self.requested.contains_key(&id);
+            self.cancel_missing(&id);
+            self.requested.remove(&id);
+            let kind = match verdict {
+                // An answer to our own graft or request may be a message we saw and forgot;
                 // only unsolicited pushes of old envelopes are held against the sender.
-                if eager {
-                    self.misbehaviour(from, MisbehaviourKind::Replay);
-                }
-                return;
-            }
-            ReplayVerdict::Stale => {
-                self.misbehaviour(from, MisbehaviourKind::Stale);
-                return;
-            }
-            ReplayVerdict::Future => {
-                self.misbehaviour(from, MisbehaviourKind::Future);
-                return;
-            }
+                ReplayVerdict::Replay if solicited => return,
+                ReplayVerdict::Replay => MisbehaviourKind::Replay,
+                ReplayVerdict::Stale => MisbehaviourKind::Stale,
+                ReplayVerdict::Fresh | ReplayVerdict::Future => MisbehaviourKind::Future,
+            };
+            self.misbehaviour(from, kind);
+            return;
         }
         self.remember(now, id);
         self.cancel_missing(&id);

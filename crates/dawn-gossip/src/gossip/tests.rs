@@ -967,42 +967,52 @@ fn replays_stale_and_future_envelopes_are_reported() {
 }
 
 #[test]
-fn requested_replays_are_dropped_without_blame() {
+fn requested_and_grafted_replays_are_dropped_without_blame() {
     let t0 = Instant::now();
     let mut config = Config::new();
     config.limits.seen_capacity = 1;
+    let ihave_timeout = config.broadcast.ihave_timeout;
     let mut n = node_with(0, config, t0);
     let peer = id(1);
     n.handle_message(t0, peer, GossipMessage::Join);
     let first = signed(9, UNIX, 5, b"first");
-    n.handle_message(
-        t0,
-        peer,
-        GossipMessage::Gossip {
-            hops: 0,
-            envelope: first.clone(),
-        },
-    );
-    n.handle_message(
-        t0,
-        peer,
-        GossipMessage::Gossip {
-            hops: 0,
-            envelope: signed(9, UNIX, 6, b"x"),
-        },
-    );
+    let push = |envelope| GossipMessage::Gossip { hops: 0, envelope };
+    n.handle_message(t0, peer, push(first.clone()));
+    n.handle_message(t0, peer, push(signed(9, UNIX, 6, b"x")));
     let _ = events(&mut n);
+    assert!(!n.has_seen(&MessageId::of(&first)));
+    // Answer to a request.
     n.handle_message(
         t0,
         peer,
         GossipMessage::Response {
             hops: 0,
-            envelope: first,
+            envelope: first.clone(),
         },
     );
+    // Answer to a graft: announced, grafted after the timeout, then pushed.
+    n.handle_message(
+        t0,
+        peer,
+        GossipMessage::IHave {
+            topic: topic(),
+            entries: vec![IHaveEntry {
+                id: MessageId::of(&first),
+                hops: 0,
+            }],
+        },
+    );
+    n.handle_timeout(t0 + ihave_timeout);
+    assert!(
+        transmits(&mut n)
+            .iter()
+            .any(|t| matches!(t.message, GossipMessage::Graft { .. }))
+    );
+    n.handle_message(t0 + ihave_timeout, peer, push(first));
     let ev = events(&mut n);
     assert!(delivered(&ev).is_empty());
-    assert!(misbehaviour(&ev).is_empty());
+    assert!(misbehaviour(&ev).is_empty(), "{ev:?}");
+    assert_eq!(n.sizes().missing, 0, "a refused message is no longer chased");
 }
 
 #[test]
