@@ -21,7 +21,6 @@ const MAX_PEERS_LIMIT: usize = 10_000_000;
 /// that decay alone always lifts an automatic Untrusted and always ends an idle Verified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
 pub struct TrustConfig {
     /// The score of a peer nothing is known about, and where every score decays to.
     /// Default 0.5.

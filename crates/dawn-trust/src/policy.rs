@@ -62,7 +62,6 @@ const DEFAULT_LEVELS: [PermissionSet; 5] = [
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[non_exhaustive]
 pub struct LevelDefaults {
     /// Must be empty or absent: Untrusted peers are refused everything.
     #[serde(default)]
@@ -117,7 +116,6 @@ impl LevelDefaults {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[non_exhaustive]
 pub struct RuleConfig {
     /// A name to explain decisions with (at most 128 bytes).
     #[serde(default)]
@@ -171,7 +169,6 @@ impl RuleConfig {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[non_exhaustive]
 pub struct PolicyConfig {
     /// Per-level defaults replacing the built-in ones.
     #[serde(default)]

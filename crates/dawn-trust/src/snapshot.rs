@@ -17,7 +17,6 @@ pub const MAX_SNAPSHOT_LEN: usize = 4096;
 
 /// One recommendation a peer received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Recommendation {
     /// The peer that vouched.
     pub recommender: NodeId,
@@ -33,7 +32,6 @@ pub struct Recommendation {
 /// ([`encode`](Self::encode), a versioned strict-postcard encoding pinned by a golden test).
 /// The level is not stored: it follows from the flags.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct PeerSnapshot {
     /// The peer.
     pub peer: NodeId,
