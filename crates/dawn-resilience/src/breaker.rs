@@ -38,7 +38,6 @@ pub const MAX_BREAKER_EVENTS: usize = 4096;
 /// Parameters of a circuit breaker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct BreakerConfig {
     /// Opens after this many failures in a row. Default 5.
     pub consecutive_failures: u32,

@@ -91,7 +91,6 @@ pub(crate) fn duration(
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct ResilienceConfig {
     /// Backoff between retries of one operation (a dial, a request).
     pub retry: RetryPolicy,

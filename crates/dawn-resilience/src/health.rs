@@ -68,7 +68,6 @@ pub enum Importance {
 /// Defaults for components registered with [`Health::register`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct HealthConfig {
     /// A report older than this is stale. Default 30 s: components report every few
     /// seconds, so a stale one has stopped (a stuck task, a dead actor).

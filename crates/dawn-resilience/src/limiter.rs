@@ -18,7 +18,6 @@ pub const MAX_TRACKED_KEYS: usize = 1 << 24;
 /// Parameters of a [`RateLimiter`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct RateLimitConfig {
     /// Messages a peer may send per second, sustained. Default 1,000 (the gossip core's own
     /// inbound limit, so this one only bites on traffic gossip does not see).

@@ -22,7 +22,6 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// best and finishes the work soonest of the schemes compared there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct RetryPolicy {
     /// The first retry waits up to this long. Default 250 ms (the node's first redial).
     #[serde(rename = "base_ms", with = "millis")]
@@ -310,7 +309,6 @@ impl Retry {
 /// Parameters of a [`RetryBudget`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct RetryBudgetConfig {
     /// Retries each new operation earns, in percent: 20 means one retry per five operations.
     /// Default 20, at most 1,000.
