@@ -1,5 +1,7 @@
 //! Backoff with full jitter, retry limits and the retry budget, on a fake clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
