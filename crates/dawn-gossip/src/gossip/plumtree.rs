@@ -74,9 +74,8 @@ impl<S: PeerScore> Gossip<S> {
         let verdict = self.replay.accept(self.unix_ms(now), &envelope);
         if verdict != ReplayVerdict::Fresh {
             // Refused from anyone: stop chasing it, but judge the sender first.
-            let solicited = !eager
-                || self.missing.contains_key(&id)
-                || self.requested.contains_key(&id);
+            let solicited =
+                !eager || self.missing.contains_key(&id) || self.requested.contains_key(&id);
             self.cancel_missing(&id);
             self.requested.remove(&id);
             let kind = match verdict {

@@ -1012,7 +1012,11 @@ fn requested_and_grafted_replays_are_dropped_without_blame() {
     let ev = events(&mut n);
     assert!(delivered(&ev).is_empty());
     assert!(misbehaviour(&ev).is_empty(), "{ev:?}");
-    assert_eq!(n.sizes().missing, 0, "a refused message is no longer chased");
+    assert_eq!(
+        n.sizes().missing,
+        0,
+        "a refused message is no longer chased"
+    );
 }
 
 #[test]
