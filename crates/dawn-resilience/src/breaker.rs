@@ -142,8 +142,10 @@ impl BreakerConfig {
         time::from_nanos(nanos.min(self.max_open.as_nanos()))
     }
 
-    fn slot_nanos(&self) -> u128 {
-        (self.window.as_nanos() / WINDOW_SLOTS as u128).max(1)
+    /// Nanoseconds per window step (the window is at most an hour, so this fits a `u64`).
+    fn slot_nanos(&self) -> u64 {
+        let window = u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX);
+        (window / WINDOW_SLOTS as u64).max(1)
     }
 }
 
@@ -315,8 +317,8 @@ impl Window {
     }
 
     fn step_from(origin: Instant, config: &BreakerConfig, now: Instant) -> u64 {
-        let steps = time::since(origin, now).as_nanos() / config.slot_nanos();
-        u64::try_from(steps).unwrap_or(u64::MAX)
+        let elapsed = u64::try_from(time::since(origin, now).as_nanos()).unwrap_or(u64::MAX);
+        elapsed / config.slot_nanos()
     }
 
     fn record(&mut self, config: &BreakerConfig, now: Instant, failed: bool) {
@@ -800,33 +802,49 @@ impl<K: Hash + Eq + Clone> Breakers<K> {
     }
 
     fn record(&mut self, now: Instant, key: &K, failed: bool) {
-        if !self.entries.contains_key(key) {
-            let before = self.entries.len();
-            let config = &self.config;
-            make_room(
-                &mut self.entries,
-                config.max_keys,
-                |core| core.is_pristine(config, now),
-                |core| (core.is_tripped(), core.last_used),
-            );
-            if self.entries.len() < before {
-                self.tripped = self.entries.values().filter(|c| c.is_tripped()).count();
-            }
-            self.entries.insert(key.clone(), Core::new());
-        }
-        let Some(core) = self.entries.get_mut(key) else {
+        // One hash lookup for a known key; the insertion path pays for the second.
+        if let Some(core) = self.entries.get_mut(key) {
+            let mut sink = Sink {
+                key,
+                events: &mut self.events,
+                dropped: &mut self.dropped,
+                tripped: &mut self.tripped,
+            };
+            Self::apply(core, &self.config, now, failed, &mut sink);
             return;
-        };
+        }
+        let before = self.entries.len();
+        let config = &self.config;
+        make_room(
+            &mut self.entries,
+            config.max_keys,
+            |core| core.is_pristine(config, now),
+            |core| (core.is_tripped(), core.last_used),
+        );
+        if self.entries.len() < before {
+            self.tripped = self.entries.values().filter(|c| c.is_tripped()).count();
+        }
+        let core = self.entries.entry(key.clone()).or_insert_with(Core::new);
         let mut sink = Sink {
             key,
             events: &mut self.events,
             dropped: &mut self.dropped,
             tripped: &mut self.tripped,
         };
+        Self::apply(core, &self.config, now, failed, &mut sink);
+    }
+
+    fn apply(
+        core: &mut Core,
+        config: &BreakerConfig,
+        now: Instant,
+        failed: bool,
+        sink: &mut Sink<'_, K>,
+    ) {
         if failed {
-            core.record_failure(&self.config, now, &mut |c| sink.push(c));
+            core.record_failure(config, now, &mut |c| sink.push(c));
         } else {
-            core.record_success(&self.config, now, &mut |c| sink.push(c));
+            core.record_success(config, now, &mut |c| sink.push(c));
         }
     }
 

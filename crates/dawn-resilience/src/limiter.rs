@@ -160,6 +160,32 @@ struct Entry {
     bytes: BucketState,
 }
 
+impl Entry {
+    /// Takes one message and `bytes` bytes at `now`, or nothing. `bytes` must be within the
+    /// byte burst (the caller checks), so a refusal is always a finite wait.
+    fn take(
+        &mut self,
+        messages: &BucketParams,
+        byte_params: &BucketParams,
+        now: Instant,
+        bytes: u64,
+    ) -> Result<(), RateLimited> {
+        self.messages.refill(messages, now);
+        self.bytes.refill(byte_params, now);
+        match (
+            self.messages.wait(messages, 1),
+            self.bytes.wait(byte_params, bytes),
+        ) {
+            (Ok(m), Ok(b)) => {
+                self.messages.take_units(m);
+                self.bytes.take_units(b);
+                Ok(())
+            }
+            (m, b) => Err(refusal(m.err(), b.err())),
+        }
+    }
+}
+
 /// Per-peer inbound limits: every key has a messages-per-second and a bytes-per-second
 /// [token bucket](crate::TokenBucket), and a call must fit both.
 ///
@@ -229,33 +255,23 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             });
         }
         let (messages, byte_params) = (self.messages, self.bytes);
-        if !self.entries.contains_key(&key) {
-            make_room(
-                &mut self.entries,
-                self.max_keys,
-                |e| e.messages.is_full(&messages, now) && e.bytes.is_full(&byte_params, now),
-                |e| e.messages.last(),
-            );
+        // One hash lookup for a known key; the insertion path pays for the second.
+        if let Some(entry) = self.entries.get_mut(&key) {
+            return entry.take(&messages, &byte_params, now, bytes);
         }
-        let entry = self.entries.entry(key).or_insert_with(|| Entry {
-            messages: BucketState::full(&messages),
-            bytes: BucketState::full(&byte_params),
-        });
-        entry.messages.refill(&messages, now);
-        entry.bytes.refill(&byte_params, now);
-        // `bytes` is within the burst (checked above) and so is one message (the burst is
-        // positive), so a refusal is always a finite wait.
-        match (
-            entry.messages.wait(&messages, 1),
-            entry.bytes.wait(&byte_params, bytes),
-        ) {
-            (Ok(m), Ok(b)) => {
-                entry.messages.take_units(m);
-                entry.bytes.take_units(b);
-                Ok(())
-            }
-            (m, b) => Err(refusal(m.err(), b.err())),
-        }
+        make_room(
+            &mut self.entries,
+            self.max_keys,
+            |e| e.messages.is_full(&messages, now) && e.bytes.is_full(&byte_params, now),
+            |e| e.messages.last(),
+        );
+        self.entries
+            .entry(key)
+            .or_insert_with(|| Entry {
+                messages: BucketState::full(&messages),
+                bytes: BucketState::full(&byte_params),
+            })
+            .take(&messages, &byte_params, now, bytes)
     }
 
     /// Whole tokens `key` has at `now`: `(messages, bytes)`. An untracked key has full
