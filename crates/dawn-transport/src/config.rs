@@ -96,6 +96,12 @@ pub struct TransportConfig {
     pub request_timeout: Duration,
     /// Time an inbound stream has to send its header before it is reset. Default 10 s.
     pub stream_header_timeout: Duration,
+    /// Longest time [`Transport::close`](crate::Transport::close) waits for closed
+    /// connections to drain (quinn keeps each one for three probe timeouts to repeat its
+    /// `CONNECTION_CLOSE` if the peer missed it). Connections still draining then finish in
+    /// the background. Zero returns as soon as everything is closed and cancelled. Default
+    /// 500 ms.
+    pub close_timeout: Duration,
     /// Most connections (inbound, outbound and handshaking) at once. Default 1024.
     pub max_connections: usize,
     /// Most inbound connections (including handshaking ones) from one IP address. Default 8.
@@ -129,6 +135,7 @@ impl Default for TransportConfig {
             keep_alive_interval: Some(Duration::from_secs(10)),
             request_timeout: Duration::from_secs(30),
             stream_header_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_millis(500),
             max_connections: 1024,
             max_connections_per_ip: 8,
             max_streams_per_connection: 256,
@@ -150,6 +157,7 @@ impl fmt::Debug for TransportConfig {
             .field("keep_alive_interval", &self.keep_alive_interval)
             .field("request_timeout", &self.request_timeout)
             .field("stream_header_timeout", &self.stream_header_timeout)
+            .field("close_timeout", &self.close_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field(

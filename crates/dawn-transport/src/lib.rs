@@ -23,6 +23,8 @@
 //!   [`Transport::register_request_handler`] and [`Transport::register_stream_handler`]. Bad
 //!   frames reset their stream with a [`StreamCode`]; the connection and the node carry on.
 //! - **Events** ([`Transport::subscribe`]) for the node's peer table.
+//! - **A bounded shutdown.** [`Transport::close`] tells every peer, cancels dials and
+//!   handshakes in flight, and returns within [`TransportConfig::close_timeout`].
 //!
 //! # Example
 //!

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
@@ -14,7 +14,8 @@ use dawn_identity::NodeId;
 use dawn_wire::{Hello, HelloError};
 use quinn::{ConnectionError, TransportErrorCode};
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::AbortHandle;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, debug, debug_span, info, info_span, trace, warn};
 
@@ -127,6 +128,7 @@ impl ConnectError {
             HelloFailure::Incompatible(error) => Self::Incompatible(error),
             HelloFailure::Violation(reason) => Self::ProtocolViolation(reason),
             HelloFailure::ClosedByPeer { code, reason } => Self::Refused { code, reason },
+            HelloFailure::Connection(ConnectionError::LocallyClosed) => Self::Closed,
             HelloFailure::Connection(error) => Self::Handshake(error),
         }
     }
@@ -199,7 +201,14 @@ impl AcceptError {
             HelloFailure::Incompatible(error) => Self::Incompatible(error),
             HelloFailure::Violation(reason) => Self::ProtocolViolation(reason),
             HelloFailure::ClosedByPeer { code, reason } => Self::ClosedByPeer { code, reason },
-            HelloFailure::Connection(error) => Self::Handshake(error),
+            HelloFailure::Connection(error) => Self::from_handshake(error),
+        }
+    }
+
+    fn from_handshake(error: ConnectionError) -> Self {
+        match error {
+            ConnectionError::LocallyClosed => Self::Closed,
+            other => Self::Handshake(other),
         }
     }
 }
@@ -232,11 +241,76 @@ pub enum TransportEvent {
 /// The result every caller of an in-flight dial waits for.
 type DialResult = Option<Result<Connection, ConnectError>>;
 
+/// A dial in flight, shared by every caller of [`Transport::connect`] for its peer.
+struct Dial {
+    /// Callers subscribe here; the dial task publishes its result here.
+    results: watch::Sender<DialResult>,
+    /// The dial task, cancelled by [`Transport::close`].
+    task: AbortHandle,
+}
+
 #[derive(Default)]
 struct Pool {
     closed: bool,
     peers: HashMap<NodeId, Connection>,
-    dials: HashMap<NodeId, watch::Sender<DialResult>>,
+    dials: HashMap<NodeId, Dial>,
+}
+
+impl Pool {
+    /// Forgets the dial publishing on `results` if it is still the one registered for `peer`.
+    fn remove_dial(&mut self, peer: &NodeId, results: &watch::Sender<DialResult>) {
+        if self
+            .dials
+            .get(peer)
+            .is_some_and(|dial| dial.results.same_channel(results))
+        {
+            self.dials.remove(peer);
+        }
+    }
+}
+
+/// Counts the running tasks of one kind, so that [`Transport::close`] can wait for them.
+#[derive(Default)]
+struct TaskCount {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+/// One running task in a [`TaskCount`]; moved into the task, so it is counted until the task
+/// finishes or is aborted.
+struct Running(Arc<TaskCount>);
+
+impl TaskCount {
+    fn enter(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running(Arc::clone(self))
+    }
+
+    fn get(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Waits until no task is running.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a task ending in between still wakes us.
+            notified.as_mut().enable();
+            if self.get() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 struct Inner {
@@ -250,6 +324,10 @@ struct Inner {
     router: Arc<Router>,
     events: broadcast::Sender<TransportEvent>,
     pool: Mutex<Pool>,
+    /// Dial tasks, one per peer being dialed.
+    dial_tasks: Arc<TaskCount>,
+    /// Inbound handshakes (TLS, policy, `Hello`).
+    accept_tasks: Arc<TaskCount>,
     next_connection_id: AtomicU64,
     limits: Arc<Limits>,
     policy: RwLock<Option<Arc<dyn AcceptPolicy>>>,
@@ -362,6 +440,8 @@ impl Transport {
             router: Arc::new(Router::default()),
             events,
             pool: Mutex::new(Pool::default()),
+            dial_tasks: Arc::default(),
+            accept_tasks: Arc::default(),
             next_connection_id: AtomicU64::new(1),
             limits,
             policy,
@@ -499,7 +579,8 @@ impl Transport {
     /// Concurrent calls for the same peer share one dial (later callers' `addrs` are not
     /// used). Each address gets [`TransportConfig::handshake_timeout`] for the TLS handshake,
     /// which refuses any key but `peer`'s, and the `Hello` exchange. The dial continues if the
-    /// caller gives up, so the others still get the connection.
+    /// caller gives up, so the others still get the connection; [`Transport::close`] cancels
+    /// it.
     ///
     /// When both nodes dial each other at the same moment, both keep the connection dialed by
     /// the smaller node id; the one returned here may then be closed with
@@ -527,18 +608,27 @@ impl Transport {
                 return Ok(connection.clone());
             }
             match pool.dials.get(&peer) {
-                Some(dial) => dial.subscribe(),
+                Some(dial) => dial.results.subscribe(),
                 None => {
                     if addrs.is_empty() {
                         return Err(ConnectError::NoAddresses);
                     }
-                    let (sender, waiter) = watch::channel(None);
-                    pool.dials.insert(peer, sender);
+                    let (results, waiter) = watch::channel(None);
+                    let running = self.inner.dial_tasks.enter();
                     let span = info_span!("transport.connect", peer = %peer.fmt_short());
-                    tokio::spawn(
+                    // Spawned under the pool lock: the task cannot look for its entry before
+                    // it is there.
+                    let task = tokio::spawn(
                         Arc::clone(&self.inner)
-                            .dial_task(peer, addrs.to_vec())
+                            .dial_task(peer, addrs.to_vec(), results.clone(), running)
                             .instrument(span),
+                    );
+                    pool.dials.insert(
+                        peer,
+                        Dial {
+                            results,
+                            task: task.abort_handle(),
+                        },
                     );
                     waiter
                 }
@@ -550,38 +640,96 @@ impl Transport {
         }
     }
 
-    /// Shuts down gracefully: refuses new connections and dials, closes every connection with
-    /// [`CloseCode::Shutdown`] and `reason`, drops the handlers, and waits until the peers have
-    /// been told (quinn's `wait_idle`).
+    /// How many dials are running: one per peer being dialed, however many callers of
+    /// [`Transport::connect`] wait for it. A dial ends when it succeeds or fails, or when the
+    /// transport closes.
+    #[must_use]
+    pub fn dials_in_flight(&self) -> usize {
+        self.inner.dial_tasks.get()
+    }
+
+    /// Shuts down gracefully: refuses new connections and dials, closes every connection and
+    /// every handshake in progress with [`CloseCode::Shutdown`] and `reason` (the
+    /// `CONNECTION_CLOSE` goes out at once), cancels every dial (its callers get
+    /// [`ConnectError::Closed`]), drops the handlers, and waits for the closed connections to
+    /// drain.
+    ///
+    /// Returns when every connection has drained or after
+    /// [`TransportConfig::close_timeout`] (default 500 ms), whichever comes first. Without
+    /// that bound a handshake to a peer that never answered would hold it for about 3 s (quinn
+    /// drains a closed connection for three probe timeouts, estimated from a 333 ms initial
+    /// RTT when nothing was ever measured). Connections still draining then finish in the
+    /// background while the runtime runs; the UDP socket is released once they have and the
+    /// last handle is dropped.
+    ///
+    /// Idempotent and safe to call concurrently: only the first call's `reason` is sent, and
+    /// every call returns under the same bound.
     pub async fn close(&self, reason: &str) {
-        let connections: Vec<Connection> = {
+        let first = {
             let mut pool = lock(&self.inner.pool);
-            pool.closed = true;
-            pool.peers.drain().map(|(_, c)| c).collect()
+            if pool.closed {
+                None
+            } else {
+                pool.closed = true;
+                let connections: Vec<Connection> = pool.peers.drain().map(|(_, c)| c).collect();
+                let dials: Vec<Dial> = pool.dials.drain().map(|(_, d)| d).collect();
+                Some((connections, dials))
+            }
         };
-        for connection in &connections {
-            connection.close_with(CloseCode::Shutdown, reason);
+        if let Some((connections, dials)) = first {
+            for connection in &connections {
+                connection.close_with(CloseCode::Shutdown, reason);
+            }
+            // Also closes the connections still handshaking, inbound and outbound.
+            self.inner
+                .endpoint
+                .close(CloseCode::Shutdown.varint(), reason.as_bytes());
+            for dial in dials {
+                dial.task.abort();
+                dial.results.send_replace(Some(Err(ConnectError::Closed)));
+            }
+            self.inner.router.clear();
+            debug!(
+                connections = connections.len(),
+                "closing: connections closed, dials cancelled"
+            );
         }
-        self.inner
-            .endpoint
-            .close(CloseCode::Shutdown.varint(), reason.as_bytes());
-        self.inner.router.clear();
-        self.inner.endpoint.wait_idle().await;
-        info!(node = %self.inner.node_id.fmt_short(), "transport closed");
+        let inner = &self.inner;
+        let drained = tokio::time::timeout(inner.config.close_timeout, async {
+            inner.dial_tasks.idle().await;
+            inner.accept_tasks.idle().await;
+            inner.endpoint.wait_idle().await;
+        })
+        .await
+        .is_ok();
+        if drained {
+            info!(node = %inner.node_id.fmt_short(), "transport closed");
+        } else {
+            info!(
+                node = %inner.node_id.fmt_short(),
+                draining = inner.endpoint.open_connections(),
+                "transport closed; connections still draining in the background"
+            );
+        }
     }
 }
 
 impl Inner {
-    async fn dial_task(self: Arc<Self>, peer: NodeId, addrs: Vec<SocketAddr>) {
+    /// Runs one shared dial and publishes its result on `results`.
+    async fn dial_task(
+        self: Arc<Self>,
+        peer: NodeId,
+        addrs: Vec<SocketAddr>,
+        results: watch::Sender<DialResult>,
+        _running: Running,
+    ) {
         let result = self.dial(peer, &addrs).await;
         match &result {
             Ok(connection) => debug!(id = connection.id(), "connected"),
             Err(error) => debug!(%error, "dial failed"),
         }
-        let sender = lock(&self.pool).dials.remove(&peer);
-        if let Some(sender) = sender {
-            sender.send_replace(Some(result));
-        }
+        lock(&self.pool).remove_dial(&peer, &results);
+        results.send_replace(Some(result));
     }
 
     async fn dial(
@@ -672,7 +820,13 @@ impl Inner {
             })?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(Arc::clone(&self.quic_transport));
-        let connecting = self.endpoint.connect_with(client, addr, SERVER_NAME)?;
+        let connecting = self
+            .endpoint
+            .connect_with(client, addr, SERVER_NAME)
+            .map_err(|error| match error {
+                quinn::ConnectError::EndpointStopping => ConnectError::Closed,
+                other => ConnectError::Endpoint(other),
+            })?;
         let quic = match timeout_at(deadline, connecting).await {
             Err(_) => return Err(ConnectError::Timeout),
             Ok(Err(error)) => {
@@ -741,7 +895,7 @@ impl Inner {
         let connecting = incoming.accept().map_err(AcceptError::Handshake)?;
         let quic = match timeout_at(deadline, connecting).await {
             Err(_) => return Err(AcceptError::Timeout),
-            Ok(Err(error)) => return Err(AcceptError::Handshake(error)),
+            Ok(Err(error)) => return Err(AcceptError::from_handshake(error)),
             Ok(Ok(quic)) => quic,
         };
         let Some(peer) = peer_id(&quic) else {
@@ -886,7 +1040,14 @@ async fn accept_loop(inner: Weak<Inner>, endpoint: quinn::Endpoint) {
             continue;
         };
         let span = debug_span!("transport.accept", %remote, peer = tracing::field::Empty);
-        tokio::spawn(inner.accept(incoming, permit).instrument(span));
+        let running = inner.accept_tasks.enter();
+        tokio::spawn(
+            async move {
+                inner.accept(incoming, permit).await;
+                drop(running);
+            }
+            .instrument(span),
+        );
     }
     trace!("accept loop ended");
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dawn_crypto::SigningKey;
@@ -18,7 +18,7 @@ use dawn_transport::{
 };
 use dawn_wire::Capabilities;
 use tokio::sync::broadcast;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -39,6 +39,95 @@ fn echo(config: TransportConfig) -> Transport {
 
 fn addr(node: &Transport) -> Vec<SocketAddr> {
     vec![node.local_addr().unwrap()]
+}
+
+/// A node id nobody holds the key of.
+fn nobody() -> NodeId {
+    SigningKey::generate().unwrap().verifying_key().into()
+}
+
+/// Polls `check` until it holds, failing the test after [`WAIT`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Takes one datagram from `budget`, if any is left.
+fn spend(budget: &AtomicUsize) -> bool {
+    budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// A UDP relay between one client and `upstream` that passes a budget of datagrams each way
+/// and drops the rest, so that either side seems to vanish once its budget is spent.
+struct Relay {
+    addr: SocketAddr,
+    up: Arc<AtomicUsize>,
+    down: Arc<AtomicUsize>,
+    from_upstream: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Passes at most `up` datagrams to `upstream` and `down` back to the client.
+    async fn start(upstream: SocketAddr, up: usize, down: usize) -> Self {
+        let socket = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let up = Arc::new(AtomicUsize::new(up));
+        let down = Arc::new(AtomicUsize::new(down));
+        let from_upstream = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (up, down, from_upstream) = (up.clone(), down.clone(), from_upstream.clone());
+            async move {
+                let mut client = None;
+                let mut buf = vec![0; 1 << 16];
+                while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                    let datagram = &buf[..len];
+                    if from == upstream {
+                        from_upstream.fetch_add(1, Ordering::SeqCst);
+                        if let Some(client) = client
+                            && spend(&down)
+                        {
+                            let _ = socket.send_to(datagram, client).await;
+                        }
+                    } else {
+                        client = Some(from);
+                        if spend(&up) {
+                            let _ = socket.send_to(datagram, upstream).await;
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            up,
+            down,
+            from_upstream,
+            task,
+        }
+    }
+
+    /// Drops everything from now on, both ways.
+    fn cut(&self) {
+        self.up.store(0, Ordering::SeqCst);
+        self.down.store(0, Ordering::SeqCst);
+    }
+
+    /// Datagrams received from upstream so far, passed on or dropped.
+    fn heard_from_upstream(&self) -> usize {
+        self.from_upstream.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Waits for the first event matching `pick`, failing the test after [`WAIT`].
@@ -747,6 +836,135 @@ async fn graceful_close_tells_the_peers() {
             .await
             .is_err()
     );
+    client.close("bye").await;
+}
+
+/// Settings under which a handshake to a peer that never finishes it would run for a minute.
+fn patient() -> TransportConfig {
+    let mut config = TransportConfig::default();
+    config.handshake_timeout = Duration::from_secs(60);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cancels_dials_and_handshakes_and_is_prompt() {
+    let node = echo(patient());
+    let mut events = node.subscribe();
+
+    // A peer that vanished after connecting: nothing gets through any more, either way.
+    let gone = echo(TransportConfig::default());
+    let gone_relay = Relay::start(gone.local_addr().unwrap(), usize::MAX, usize::MAX).await;
+    let vanished = node
+        .connect(gone.node_id(), &[gone_relay.addr])
+        .await
+        .unwrap();
+    vanished
+        .request("echo/1", Bytes::from_static(b"hi"))
+        .await
+        .unwrap();
+    gone_relay.cut();
+
+    // A dial to an address where a socket is bound but nothing ever answers, and one to a peer
+    // that vanishes mid-handshake: it gets our first packet and we get its first answer.
+    let silent = std::net::UdpSocket::bind(loopback()).unwrap();
+    let half = echo(TransportConfig::default());
+    let half_relay = Relay::start(half.local_addr().unwrap(), 1, 1).await;
+    let mut dials = JoinSet::new();
+    for (peer, addr) in [
+        (nobody(), silent.local_addr().unwrap()),
+        (half.node_id(), half_relay.addr),
+    ] {
+        let node = node.clone();
+        dials.spawn(async move { (node.connect(peer, &[addr]).await, Instant::now()) });
+    }
+    // A peer that vanishes mid-handshake while dialing us: only its first packet arrives.
+    let dialer = bind(patient());
+    let inbound_relay = Relay::start(node.local_addr().unwrap(), 1, 0).await;
+    let inbound = tokio::spawn({
+        let (dialer, id, addr) = (dialer.clone(), node.node_id(), inbound_relay.addr);
+        async move { dialer.connect(id, &[addr]).await }
+    });
+    eventually("all three handshakes under way", || {
+        node.dials_in_flight() == 2
+            && half_relay.heard_from_upstream() > 0
+            && inbound_relay.heard_from_upstream() > 0
+    })
+    .await;
+
+    let started = Instant::now();
+    node.close("bye").await;
+    let took = started.elapsed();
+    // Waiting for the handshakes would take a minute, and quinn's drain of the silent dial
+    // alone about 3 s; close is bounded by `close_timeout` (500 ms).
+    assert!(took < Duration::from_secs(1), "close took {took:?}");
+    assert_eq!(node.dials_in_flight(), 0, "no dial outlives close");
+    while let Some(joined) = dials.join_next().await {
+        let (result, ended) = joined.unwrap();
+        assert!(matches!(result, Err(ConnectError::Closed)), "{result:?}");
+        let after = ended.saturating_duration_since(started);
+        assert!(
+            after < Duration::from_secs(1),
+            "the caller waited {after:?}"
+        );
+    }
+    let error = wait_for(&mut events, |event| match event {
+        TransportEvent::InboundFailed { remote, error } if remote == inbound_relay.addr => {
+            Some(error)
+        }
+        _ => None,
+    })
+    .await;
+    assert!(matches!(error, AcceptError::Closed), "{error:?}");
+    assert!(matches!(
+        tokio::time::timeout(WAIT, vanished.closed()).await.unwrap(),
+        ConnectionError::LocallyClosed
+    ));
+    inbound.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_is_idempotent_and_safe_to_call_concurrently() {
+    let server = echo(TransportConfig::default());
+    let client = bind(TransportConfig::default());
+    let connection = client
+        .connect(server.node_id(), &addr(&server))
+        .await
+        .unwrap();
+
+    let mut closes = JoinSet::new();
+    for reason in ["first", "second", "third"] {
+        let server = server.clone();
+        closes.spawn(async move { server.close(reason).await });
+    }
+    tokio::time::timeout(WAIT, closes.join_all())
+        .await
+        .expect("every close returns");
+    match tokio::time::timeout(WAIT, connection.closed())
+        .await
+        .unwrap()
+    {
+        ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                CloseCode::from_u64(close.error_code.into_inner()),
+                CloseCode::Shutdown
+            );
+            assert!(
+                [&b"first"[..], b"second", b"third"].contains(&&close.reason[..]),
+                "one call's reason: {:?}",
+                close.reason
+            );
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+    // Once more, after the fact: nothing left to do.
+    tokio::time::timeout(WAIT, server.close("again"))
+        .await
+        .expect("a repeated close returns");
+    assert!(server.connections().is_empty());
+    assert!(matches!(
+        server.connect(client.node_id(), &addr(&client)).await,
+        Err(ConnectError::Closed)
+    ));
     client.close("bye").await;
 }
 
