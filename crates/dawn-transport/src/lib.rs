@@ -13,9 +13,10 @@
 //!   the protocol version; incompatible peers get [`ConnectError::Incompatible`] and a clean
 //!   close with [`CloseCode::Incompatible`].
 //! - **A pool.** One [`Connection`] per peer, shared by every caller; concurrent dials to the
-//!   same peer become one; closed connections are forgotten and the next `connect` dials
-//!   again. Limits on connections in total and per IP address, on concurrent streams per
-//!   connection and on frame size. Idle timeout with keep-alive.
+//!   same peer become one, cancelled when no caller waits for it any more; closed connections
+//!   are forgotten and the next `connect` dials again. Limits on connections in total and per
+//!   IP address, on concurrent streams per connection and on frame size. Idle timeout with
+//!   keep-alive.
 //! - **Requests and raw streams.** Every bidirectional stream starts with a header frame naming
 //!   its kind and protocol: [`Connection::request`] sends one length-prefixed frame and reads
 //!   one back; [`Connection::open_stream`] hands a raw stream to a higher layer (MCP sessions).

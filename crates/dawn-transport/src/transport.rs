@@ -243,7 +243,8 @@ type DialResult = Option<Result<Connection, ConnectError>>;
 
 /// A dial in flight, shared by every caller of [`Transport::connect`] for its peer.
 struct Dial {
-    /// Callers subscribe here; the dial task publishes its result here.
+    /// Callers subscribe here; the dial task publishes its result here, and ends early once
+    /// nobody is subscribed any more.
     results: watch::Sender<DialResult>,
     /// The dial task, cancelled by [`Transport::close`].
     task: AbortHandle,
@@ -578,9 +579,10 @@ impl Transport {
     ///
     /// Concurrent calls for the same peer share one dial (later callers' `addrs` are not
     /// used). Each address gets [`TransportConfig::handshake_timeout`] for the TLS handshake,
-    /// which refuses any key but `peer`'s, and the `Hello` exchange. The dial continues if the
-    /// caller gives up, so the others still get the connection; [`Transport::close`] cancels
-    /// it.
+    /// which refuses any key but `peer`'s, and the `Hello` exchange. The dial runs on its own
+    /// task for as long as any caller waits for it: when the last one gives up (its future is
+    /// dropped, for example by a timeout) the dial is cancelled, and [`Transport::close`]
+    /// cancels every dial.
     ///
     /// When both nodes dial each other at the same moment, both keep the connection dialed by
     /// the smaller node id; the one returned here may then be closed with
@@ -641,8 +643,8 @@ impl Transport {
     }
 
     /// How many dials are running: one per peer being dialed, however many callers of
-    /// [`Transport::connect`] wait for it. A dial ends when it succeeds or fails, or when the
-    /// transport closes.
+    /// [`Transport::connect`] wait for it. A dial ends when it succeeds or fails, when nobody
+    /// waits for it any more, or when the transport closes.
     #[must_use]
     pub fn dials_in_flight(&self) -> usize {
         self.inner.dial_tasks.get()
@@ -715,7 +717,8 @@ impl Transport {
 }
 
 impl Inner {
-    /// Runs one shared dial and publishes its result on `results`.
+    /// Runs one shared dial and publishes its result on `results`; gives up as soon as nobody
+    /// is subscribed to `results` any more.
     async fn dial_task(
         self: Arc<Self>,
         peer: NodeId,
@@ -723,7 +726,23 @@ impl Inner {
         results: watch::Sender<DialResult>,
         _running: Running,
     ) {
-        let result = self.dial(peer, &addrs).await;
+        let dial = self.dial(peer, &addrs);
+        tokio::pin!(dial);
+        let result = loop {
+            tokio::select! {
+                result = &mut dial => break result,
+                () = results.closed() => {
+                    // Callers subscribe under the pool lock, so none can join after this
+                    // check; one that joined since the wake-up keeps the dial going.
+                    let mut pool = lock(&self.pool);
+                    if results.receiver_count() == 0 {
+                        pool.remove_dial(&peer, &results);
+                        debug!("nobody waits for the dial any more; cancelled");
+                        return;
+                    }
+                }
+            }
+        };
         match &result {
             Ok(connection) => debug!(id = connection.id(), "connected"),
             Err(error) => debug!(%error, "dial failed"),

@@ -923,6 +923,54 @@ async fn close_cancels_dials_and_handshakes_and_is_prompt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_nobody_waits_for_is_cancelled() {
+    let node = bind(patient());
+    let silent = std::net::UdpSocket::bind(loopback()).unwrap();
+    let dead = vec![silent.local_addr().unwrap()];
+    let peer = nobody();
+
+    // The only caller gives up: the dial ends with it, not a minute later.
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), node.connect(peer, &dead)).await;
+    assert!(gave_up.is_err(), "nothing answers");
+    eventually("the abandoned dial to end", || node.dials_in_flight() == 0).await;
+
+    // Two callers share one dial, which lasts as long as either of them waits.
+    let first = tokio::spawn({
+        let (node, dead) = (node.clone(), dead.clone());
+        async move { node.connect(peer, &dead).await }
+    });
+    let second = tokio::spawn({
+        let (node, dead) = (node.clone(), dead.clone());
+        async move { node.connect(peer, &dead).await }
+    });
+    eventually("the shared dial", || node.dials_in_flight() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(node.dials_in_flight(), 1, "the second caller still waits");
+    assert!(!second.is_finished());
+    second.abort();
+    eventually("the dial to end with its last caller", || {
+        node.dials_in_flight() == 0
+    })
+    .await;
+
+    // Nothing stale is left: a new dial to that peer starts afresh, others work.
+    let retry = tokio::time::timeout(Duration::from_millis(100), node.connect(peer, &dead)).await;
+    assert!(retry.is_err(), "nothing answers");
+    let server = echo(TransportConfig::default());
+    node.connect(server.node_id(), &addr(&server))
+        .await
+        .unwrap();
+    eventually("every dial to end", || node.dials_in_flight() == 0).await;
+
+    let started = Instant::now();
+    node.close("bye").await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "close took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_is_idempotent_and_safe_to_call_concurrently() {
     let server = echo(TransportConfig::default());
     let client = bind(TransportConfig::default());
