@@ -243,7 +243,7 @@ fn a_trial_that_never_reports_re_opens_the_breaker() {
 }
 
 #[test]
-fn a_late_caller_sees_every_transition_in_order() {
+fn a_breaker_left_alone_after_its_cool_down_is_half_open() {
     // Nobody touches the breaker for a minute after it opened: the cool-down ended at 5 s;
     // the half-open period waits for a trial, so the breaker is simply half-open.
     let mut b = Breaker::new(config()).unwrap();
