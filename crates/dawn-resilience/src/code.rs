@@ -306,6 +306,9 @@ pub trait HasErrorCode {
 
 /// The JSON body of an API error: `{"code": "rate_limit.exceeded", "message": "...",
 /// "retry_after_ms": 250}` (`retry_after_ms` only when known).
+///
+/// Deserializing a body whose code this version does not know fails; a client older than
+/// the node it talks to should treat that as `internal.error` and use the HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ErrorBody {

@@ -289,6 +289,9 @@ impl Health {
     /// Records `name`'s status at `now`, with a reason for people (cut to
     /// [`MAX_REASON_LEN`] bytes).
     ///
+    /// A report stamped earlier than the one already held is ignored: reports from
+    /// concurrent tasks may arrive out of order, and the latest observation wins.
+    ///
     /// # Errors
     /// [`HealthError::Unknown`] if no such component is registered.
     pub fn report(
@@ -303,6 +306,9 @@ impl Health {
                 name.chars().take(MAX_NAME_LEN).collect(),
             ));
         };
+        if component.last.as_ref().is_some_and(|last| last.at > now) {
+            return Ok(());
+        }
         component.last = Some(Report {
             status,
             reason: truncated(reason, MAX_REASON_LEN),

@@ -260,9 +260,7 @@ impl Retry {
         budget: &mut RetryBudget,
     ) -> Result<Duration, RetryError> {
         let delay = self.peek(now)?;
-        budget
-            .try_withdraw(now)
-            .map_err(|retry_after| RetryError::Budget { retry_after })?;
+        budget.try_withdraw(now)?;
         self.failures = self.failures.saturating_add(1);
         Ok(delay)
     }
@@ -396,11 +394,14 @@ impl RetryBudget {
     /// Spends one retry at `now`.
     ///
     /// # Errors
-    /// How long until one is available, if none is now.
-    pub fn try_withdraw(&mut self, now: Instant) -> Result<(), Duration> {
+    /// [`RetryError::Budget`] with how long until one is available, if none is now.
+    pub fn try_withdraw(&mut self, now: Instant) -> Result<(), RetryError> {
         self.state
             .try_take(&self.params, now, 1)
-            .map_err(|e| e.retry_after().unwrap_or(Duration::MAX))
+            .map_err(|e| RetryError::Budget {
+                // One token is within the burst (at least 1), so there is always a wait.
+                retry_after: e.retry_after().unwrap_or(Duration::MAX),
+            })
     }
 
     /// Whole retries available at `now`.

@@ -196,7 +196,7 @@ fn json_shape_is_pinned() {
 }
 
 #[test]
-fn long_reasons_are_cut_and_reports_out_of_order_do_not_panic() {
+fn long_reasons_are_cut_and_the_latest_report_wins() {
     let mut h = health();
     let t0 = Instant::now();
     let reason = "x".repeat(10_000);
@@ -208,4 +208,14 @@ fn long_reasons_are_cut_and_reports_out_of_order_do_not_panic() {
         dawn_resilience::MAX_REASON_LEN
     );
     assert_eq!(report.components["store"].age_ms, Some(0));
+    // An older report arriving late does not replace the newer one.
+    h.report(t0, "store", Status::Unhealthy, "stale news")
+        .unwrap();
+    assert_eq!(
+        h.snapshot(t0 + 5 * SEC).components["store"].status,
+        Status::Healthy
+    );
+    h.report(t0 + 6 * SEC, "store", Status::Degraded, "newer")
+        .unwrap();
+    assert_eq!(h.snapshot(t0 + 6 * SEC).components["store"].reason, "newer");
 }

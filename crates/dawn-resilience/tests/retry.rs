@@ -191,7 +191,12 @@ fn a_fresh_budget_allows_its_tokens_then_the_floor_rate() {
     for _ in 0..5 {
         budget.try_withdraw(t0).unwrap();
     }
-    assert_eq!(budget.try_withdraw(t0), Err(Duration::from_millis(100)));
+    assert_eq!(
+        budget.try_withdraw(t0),
+        Err(RetryError::Budget {
+            retry_after: Duration::from_millis(100)
+        })
+    );
     assert_eq!(budget.available(t0), 0);
     budget
         .try_withdraw(t0 + Duration::from_millis(100))
@@ -215,7 +220,12 @@ fn deposits_earn_a_fraction_of_a_retry() {
     for _ in 0..4 {
         budget.deposit(t0);
     }
-    assert_eq!(budget.try_withdraw(t0), Err(Duration::from_millis(200)));
+    assert_eq!(
+        budget.try_withdraw(t0),
+        Err(RetryError::Budget {
+            retry_after: Duration::from_millis(200)
+        })
+    );
     budget.deposit(t0);
     budget.try_withdraw(t0).unwrap();
     // Deposits never overfill.
