@@ -730,8 +730,9 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, cap: usize) -> bool {
 ///
 /// A key that was never recorded, or was forgotten, is closed. When `max_keys` is reached,
 /// breakers that are closed with no recent failure are forgotten first (they are equal to a
-/// new one but for the successes in their window); then the least recently used closed ones,
-/// and open ones only if nothing else is left.
+/// new one but for the successes in their window); then the least recently used, closed ones
+/// before tripped ones, so a tripped breaker is forgotten only when too few closed ones are
+/// left to free a batch of `max_keys / 16`.
 ///
 /// ```
 /// use std::time::Instant;
