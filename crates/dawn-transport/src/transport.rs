@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dawn_crypto::SigningKey;
@@ -374,6 +375,14 @@ fn lock(pool: &Mutex<Pool>) -> MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The instant `after` from now; for a timeout too long for the clock (`Duration::MAX` as
+/// "never"), one thirty years away, as tokio does for its own timers.
+fn deadline_after(after: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(after).unwrap_or(now + FAR)
+}
+
 impl Transport {
     /// Binds a UDP socket on `addr` and starts the transport with the node key `key`.
     ///
@@ -737,6 +746,7 @@ impl Inner {
                     let mut pool = lock(&self.pool);
                     if results.receiver_count() == 0 {
                         pool.remove_dial(&peer, &results);
+                        drop(pool);
                         debug!("nobody waits for the dial any more; cancelled");
                         return;
                     }
@@ -831,7 +841,7 @@ impl Inner {
             .ok_or(ConnectError::ConnectionLimit {
                 max: self.config.max_connections,
             })?;
-        let deadline = Instant::now() + self.config.handshake_timeout;
+        let deadline = deadline_after(self.config.handshake_timeout);
         let (crypto, verifier) =
             tls::client_config_for(&self.client_tls, peer).map_err(|error| {
                 warn!(%error, "cannot build the client TLS configuration");
@@ -910,7 +920,7 @@ impl Inner {
         incoming: quinn::Incoming,
         permit: Permit,
     ) -> Result<Connection, AcceptError> {
-        let deadline = Instant::now() + self.config.handshake_timeout;
+        let deadline = deadline_after(self.config.handshake_timeout);
         let connecting = incoming.accept().map_err(AcceptError::Handshake)?;
         let quic = match timeout_at(deadline, connecting).await {
             Err(_) => return Err(AcceptError::Timeout),
@@ -1076,7 +1086,7 @@ async fn drive(
     inner: Weak<Inner>,
     router: Arc<Router>,
     connection: Connection,
-    header_timeout: std::time::Duration,
+    header_timeout: Duration,
     permit: Permit,
 ) {
     let reason = loop {

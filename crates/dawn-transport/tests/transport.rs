@@ -1045,6 +1045,25 @@ async fn bad_dial_arguments_are_typed_errors() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_timeout_of_duration_max_means_never() {
+    let mut never = TransportConfig::default();
+    never.handshake_timeout = Duration::MAX;
+    let server = echo(never.clone());
+    let client = bind(never);
+    let connection = tokio::time::timeout(WAIT, client.connect(server.node_id(), &addr(&server)))
+        .await
+        .expect("the dial finishes")
+        .unwrap();
+    let reply = connection
+        .request("echo/1", Bytes::from_static(b"still here"))
+        .await
+        .unwrap();
+    assert_eq!(reply, "still here");
+    client.close("done").await;
+    server.close("done").await;
+}
+
 #[test]
 fn bind_needs_a_runtime_and_a_valid_config() {
     let error = Transport::bind(
