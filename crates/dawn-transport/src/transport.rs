@@ -271,6 +271,20 @@ impl Pool {
     }
 }
 
+/// A dial task's entry in the pool, removed when the task ends however it ends: the entry
+/// holds a sender, so callers would otherwise wait for a result that never comes.
+struct Registration<'a> {
+    pool: &'a Mutex<Pool>,
+    peer: NodeId,
+    results: &'a watch::Sender<DialResult>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        lock(self.pool).remove_dial(&self.peer, self.results);
+    }
+}
+
 /// Counts the running tasks of one kind, so that [`Transport::close`] can wait for them.
 #[derive(Default)]
 struct TaskCount {
@@ -735,6 +749,12 @@ impl Inner {
         results: watch::Sender<DialResult>,
         _running: Running,
     ) {
+        // However the task ends (aborted, or a bug that panics), callers are not left waiting.
+        let registration = Registration {
+            pool: &self.pool,
+            peer,
+            results: &results,
+        };
         let dial = self.dial(peer, &addrs);
         tokio::pin!(dial);
         let result = loop {
@@ -757,7 +777,7 @@ impl Inner {
             Ok(connection) => debug!(id = connection.id(), "connected"),
             Err(error) => debug!(%error, "dial failed"),
         }
-        lock(&self.pool).remove_dial(&peer, &results);
+        drop(registration);
         results.send_replace(Some(result));
     }
 
