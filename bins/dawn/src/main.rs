@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use dawn_node::{ApiError, Config, NodeStatus, PeerInfo, PeerList, default_config_path};
+use dawn_node::{
+    ApiError, Config, NodeStatus, PeerInfo, PeerList, SimulationOptions, default_config_path,
+};
 use serde::de::DeserializeOwned;
 
 /// Largest response read from the node, in bytes.
@@ -43,6 +45,19 @@ enum Command {
     Status,
     /// List the peers the node knows, connected ones first.
     Peers,
+    /// Start N real nodes on 127.0.0.1 in this process, join them through node 0, broadcast
+    /// from several of them, and print who received each message and how fast.
+    Simulate {
+        /// How many nodes to start.
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
+        /// Seed that chooses the broadcasting nodes (random if absent).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// How many messages to broadcast.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+        messages: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +72,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    if let Command::Simulate {
+        nodes,
+        seed,
+        messages,
+    } = cli.command
+    {
+        return simulate(nodes, seed, messages);
+    }
     let base = node_url(cli)?;
     let client = Client::new(base);
     match cli.command {
@@ -76,6 +99,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 print!("{}", format_status(&status));
             }
         }
+        Command::Simulate { .. } => {}
         Command::Peers => {
             let (raw, list): (_, PeerList) = client.get("/api/peers")?;
             if cli.json {
@@ -84,6 +108,33 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 print!("{}", format_peers(&list.peers, now_unix_ms()));
             }
         }
+    }
+    Ok(())
+}
+
+/// Runs `dawn simulate`; fails if a broadcast missed a node.
+/// Logs (stderr) only when `RUST_LOG` asks for them.
+fn simulate(nodes: usize, seed: Option<u64>, messages: u16) -> anyhow::Result<()> {
+    if let Some(filter) = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+            .map_err(|e| anyhow::anyhow!("RUST_LOG: {filter:?} is not a log filter ({e})"))?;
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init()
+            .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut options = SimulationOptions::new(nodes);
+    options.seed = seed;
+    options.messages = usize::from(messages);
+    let report = runtime.block_on(dawn_node::simulate(options))?;
+    print!("{report}");
+    if !report.complete() {
+        bail!("not every node received every message");
     }
     Ok(())
 }

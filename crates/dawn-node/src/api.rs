@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use dawn_identity::NodeId;
 use serde::{Deserialize, Serialize};
 
+use crate::gossip::{Delivery, GossipStats, View};
+
 /// `GET /api/status`: who this node is and how it is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -24,6 +26,9 @@ pub struct NodeStatus {
     pub peer_count: usize,
     /// Peers the node knows of, connected or not.
     pub known_peer_count: usize,
+    /// The gossip driver's counters.
+    #[serde(default)]
+    pub gossip: GossipStats,
 }
 
 /// Which side opened a connection.
@@ -69,6 +74,10 @@ pub struct PeerInfo {
     pub failures: u32,
     /// Whether the peer is in this node's bootstrap list (kept connected at all times).
     pub bootstrap: bool,
+    /// The gossip view the peer is in (`"active"`: a neighbour; `"passive"`: a stand-by), or
+    /// `None`.
+    #[serde(default)]
+    pub view: Option<View>,
 }
 
 /// `GET /api/peers`.
@@ -77,6 +86,33 @@ pub struct PeerInfo {
 pub struct PeerList {
     /// Every known peer, connected ones first, then by node id.
     pub peers: Vec<PeerInfo>,
+    /// The gossip active view: the node's neighbours.
+    #[serde(default)]
+    pub active_view: Vec<NodeId>,
+    /// The gossip passive view.
+    #[serde(default)]
+    pub passive_view: Vec<NodeId>,
+}
+
+/// `POST /api/gossip/{topic}`: the broadcast message's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BroadcastReceipt {
+    /// The topic.
+    pub topic: String,
+    /// The message id (hex).
+    pub message_id: String,
+}
+
+/// `GET /api/gossip/{topic}`: recent deliveries, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RecentDeliveries {
+    /// The topic.
+    pub topic: String,
+    /// At most [`RECENT_DELIVERIES`](crate::RECENT_DELIVERIES) deliveries (all topics share
+    /// the buffer).
+    pub deliveries: Vec<Delivery>,
 }
 
 /// The body of every HTTP error: `{"error": {"code": "...", "message": "..."}}`.

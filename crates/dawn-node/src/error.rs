@@ -115,4 +115,10 @@ pub enum NodeError {
     /// A background task failed unexpectedly (it panicked or was cancelled by the runtime).
     #[error("a node task failed: {0}")]
     Task(String),
+    /// The gossip configuration is invalid.
+    #[error("gossip configuration: {0}")]
+    Gossip(#[source] dawn_gossip::ConfigError),
+    /// A simulation could not run (see [`simulate`](crate::simulate)).
+    #[error("simulation: {0}")]
+    Simulation(String),
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -16,12 +17,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::api::{ApiError, NodeStatus, PeerInfo, PeerList};
+use crate::api::{ApiError, BroadcastReceipt, NodeStatus, PeerInfo, PeerList, RecentDeliveries};
+use crate::gossip::{GossipError, hex};
 use crate::node::Shared;
 use crate::peers::now_unix_ms;
 
-/// Largest request body accepted, in bytes. The API takes no bodies yet; this bounds what a
-/// client can make the server read.
+/// Largest request body accepted, in bytes: bounds what a client can make the server read,
+/// and so the payload of `POST /api/gossip/{topic}`.
 pub(crate) const MAX_REQUEST_BODY: usize = 16 * 1024;
 
 #[derive(Clone)]
@@ -42,6 +44,7 @@ pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
+        .route("/api/gossip/{*topic}", get(recent_gossip).post(broadcast))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
@@ -162,12 +165,81 @@ async fn status(State(state): State<AppState>) -> Response {
 }
 
 async fn peers(State(state): State<AppState>) -> Response {
+    let (active_view, passive_view) = state.shared.gossip.views();
     let mut response = axum::Json(PeerList {
         peers: state.shared.peers(),
+        active_view,
+        passive_view,
     })
     .into_response();
     no_store(&mut response);
     response
+}
+
+/// `POST /api/gossip/{topic}`: broadcasts the body (at most [`MAX_REQUEST_BODY`] bytes,
+/// `Content-Type: application/octet-stream` so that a web page cannot post without a CORS
+/// preflight, which is never granted).
+async fn broadcast(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let binary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/octet-stream"));
+    if !binary {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the payload as Content-Type: application/octet-stream",
+        );
+    }
+    match state.shared.gossip.broadcast(&topic, body).await {
+        Ok(id) => {
+            let mut response = (
+                StatusCode::ACCEPTED,
+                axum::Json(BroadcastReceipt {
+                    topic,
+                    message_id: hex(id.as_bytes()),
+                }),
+            )
+                .into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(error) => gossip_error(&error),
+    }
+}
+
+/// `GET /api/gossip/{topic}`: the most recent deliveries on the topic. The first call
+/// subscribes the node to the topic.
+async fn recent_gossip(State(state): State<AppState>, Path(topic): Path<String>) -> Response {
+    if let Err(error) = state.shared.gossip.subscribe(&topic).await {
+        return gossip_error(&error);
+    }
+    let mut response = axum::Json(RecentDeliveries {
+        deliveries: state.shared.gossip.recent(&topic),
+        topic,
+    })
+    .into_response();
+    no_store(&mut response);
+    response
+}
+
+fn gossip_error(failure: &GossipError) -> Response {
+    let status = match failure {
+        GossipError::Topic(_) | GossipError::Broadcast(_) => StatusCode::BAD_REQUEST,
+        GossipError::Subscribe(_) => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::CONFLICT => "too_many_topics",
+        _ => "unavailable",
+    };
+    error(status, code, failure.to_string())
 }
 
 async fn status_page(State(state): State<AppState>) -> Response {

@@ -73,19 +73,33 @@
 mod api;
 mod config;
 mod error;
+mod gossip;
 mod http;
 mod identity;
 mod node;
 mod peers;
+mod simulate;
 
-pub use crate::api::{ApiError, ApiErrorBody, Direction, NodeStatus, PeerInfo, PeerList};
+pub use crate::api::{
+    ApiError, ApiErrorBody, BroadcastReceipt, Direction, NodeStatus, PeerInfo, PeerList,
+    RecentDeliveries,
+};
 pub use crate::config::{
     BootstrapPeer, BootstrapPeerError, Config, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN,
     ENV_OVERRIDES, HttpConfig, IdentityConfig, LogConfig, LogFormat, MAX_BOOTSTRAP_PEERS,
     MAX_CONFIG_LEN, NodeConfig, default_config_path, default_data_dir,
 };
 pub use crate::error::NodeError;
+pub use crate::gossip::{
+    Delivery, GOSSIP_PROTOCOL, GossipError, GossipStats, INBOUND_BYTES, MAX_HINT_ADDRS,
+    MAX_HINT_PEERS, RECENT_DELIVERIES, SEND_QUEUE_BYTES, SEND_QUEUE_FRAMES, SUBSCRIBER_QUEUE,
+    Subscription, View,
+};
 pub use crate::identity::{KEY_FILE_NAME, KeyState, inspect_key, key_path, read_passphrase_file};
 pub use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME, Node, NodeBuilder};
+pub use crate::simulate::{
+    MAX_SIMULATION_NODES, MessageReport, SimulationOptions, SimulationReport, simulate,
+};
+pub use dawn_gossip::{Config as GossipConfig, MessageId, Topic};
 pub use dawn_identity::{NodeId, Passphrase};
 pub use dawn_transport::TransportConfig;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use dawn_gossip::{Config as GossipConfig, MessageId};
 use dawn_identity::{NodeId, Passphrase, SealOptions};
 use dawn_store::Store;
 use dawn_transport::{Connection, Transport, TransportConfig, TransportEvent};
@@ -19,6 +21,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::api::{Direction, NodeStatus, PeerInfo};
 use crate::config::{BootstrapPeer, Config, DEFAULT_HTTP, DEFAULT_LISTEN};
 use crate::error::NodeError;
+use crate::gossip::{self, GossipContext, GossipError, GossipShared, GossipStats, Subscription};
 use crate::http;
 use crate::identity::{KeyOutcome, key_path, load_or_create};
 use crate::peers::{Change, MAX_KNOWN_PEERS, PeerRecord, PeerTable, now_unix_ms};
@@ -63,19 +66,25 @@ const STORE_QUEUE: usize = 1024;
 pub(crate) struct Shared {
     pub(crate) node_id: NodeId,
     started: Instant,
-    listen_addrs: Vec<SocketAddr>,
+    pub(crate) listen_addrs: Vec<SocketAddr>,
     http_addr: OnceLock<SocketAddr>,
     peers: Mutex<PeerTable>,
+    pub(crate) gossip: GossipShared,
 }
 
 impl Shared {
-    pub(crate) fn new(node_id: NodeId, listen_addrs: Vec<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        node_id: NodeId,
+        listen_addrs: Vec<SocketAddr>,
+        gossip: GossipShared,
+    ) -> Self {
         Self {
             node_id,
             started: Instant::now(),
             listen_addrs,
             http_addr: OnceLock::new(),
             peers: Mutex::new(PeerTable::new(node_id)),
+            gossip,
         }
     }
 
@@ -94,11 +103,16 @@ impl Shared {
             http_addr: self.http_addr.get().copied(),
             peer_count: table.connected_count(),
             known_peer_count: table.len(),
+            gossip: self.gossip.stats(),
         }
     }
 
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
-        self.table().snapshot(now_unix_ms())
+        let mut peers = self.table().snapshot(now_unix_ms());
+        for peer in &mut peers {
+            peer.view = self.gossip.view_of(&peer.node_id);
+        }
+        peers
     }
 }
 
@@ -121,6 +135,7 @@ pub struct NodeBuilder {
     seal_options: SealOptions,
     backoff: (Duration, Duration),
     transport: TransportConfig,
+    gossip: GossipConfig,
 }
 
 impl Default for NodeBuilder {
@@ -142,6 +157,7 @@ impl NodeBuilder {
             seal_options: SealOptions::default(),
             backoff: (DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX),
             transport: TransportConfig::default(),
+            gossip: GossipConfig::new(),
         }
     }
 
@@ -224,6 +240,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Gossip settings (view sizes, timers, limits); the defaults suit most nodes.
+    pub fn gossip_config(mut self, config: GossipConfig) -> Self {
+        self.gossip = config;
+        self
+    }
+
     /// Starts the node: locks the data directory, loads or creates the key, opens the store,
     /// binds QUIC and HTTP, and starts dialling bootstrap and known peers.
     ///
@@ -274,6 +296,7 @@ impl NodeBuilder {
             }
         }
 
+        let gossip_key = key.clone();
         let transport =
             Transport::bind(key, self.listen, self.transport.clone()).map_err(|source| {
                 NodeError::Bind {
@@ -291,7 +314,8 @@ impl NodeBuilder {
                 });
             }
         };
-        let shared = Arc::new(Shared::new(node_id, vec![quic_addr]));
+        let (gossip_shared, gossip_commands) = GossipShared::new();
+        let shared = Arc::new(Shared::new(node_id, vec![quic_addr], gossip_shared));
         let loaded = shared.table().load(records.into_iter().map(from_store));
 
         let http_listener = match self.http {
@@ -338,6 +362,7 @@ impl NodeBuilder {
 
         // Subscribe before anything can connect, so no event is missed.
         let events = transport.subscribe();
+        let gossip_events = transport.subscribe();
         tasks.spawn(
             Arc::clone(&inner)
                 .run_events(events)
@@ -370,6 +395,30 @@ impl NodeBuilder {
         };
         for id in &redials {
             inner.spawn_maintainer(Target::Known(*id));
+        }
+        let join: Vec<NodeId> = self
+            .bootstrap
+            .iter()
+            .map(BootstrapPeer::node_id)
+            .filter(|id| *id != node_id)
+            .chain(redials.iter().copied())
+            .collect();
+        let started = gossip::start(GossipContext {
+            key: gossip_key,
+            config: self.gossip.clone(),
+            transport: transport.clone(),
+            shared: Arc::clone(&shared),
+            store: inner.store.clone(),
+            cancel: cancel.clone(),
+            tasks: tasks.clone(),
+            events: gossip_events,
+            commands: gossip_commands,
+            join,
+        });
+        if let Err(error) = started {
+            cancel.cancel();
+            transport.close("start failed").await;
+            return Err(NodeError::Gossip(error));
         }
 
         info!(
@@ -460,6 +509,45 @@ impl Node {
     #[must_use]
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.inner.shared.peers()
+    }
+
+    /// Subscribes to a gossip topic: deliveries of messages broadcast on it by other nodes
+    /// arrive on the returned [`Subscription`] (this node's own broadcasts are not delivered
+    /// back). Subscribing again to the same topic gives another receiver.
+    ///
+    /// # Errors
+    /// [`GossipError`]: invalid topic name, too many topics, or the node is stopping.
+    pub async fn subscribe(&self, topic: &str) -> Result<Subscription, GossipError> {
+        self.inner.shared.gossip.subscribe(topic).await
+    }
+
+    /// Broadcasts `payload` on `topic` to every node subscribed to it, signed with the node
+    /// key. Returns the message's id.
+    ///
+    /// # Errors
+    /// [`GossipError`]: invalid topic name, payload too large, or the node is stopping.
+    pub async fn broadcast(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageId, GossipError> {
+        self.inner
+            .shared
+            .gossip
+            .broadcast(topic, payload.into())
+            .await
+    }
+
+    /// The gossip active view (neighbours) and passive view.
+    #[must_use]
+    pub fn gossip_views(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        self.inner.shared.gossip.views()
+    }
+
+    /// The gossip driver's counters.
+    #[must_use]
+    pub fn gossip_stats(&self) -> GossipStats {
+        self.inner.shared.gossip.stats()
     }
 
     /// The transport, for protocols layered on top (request handlers, raw streams).
@@ -646,7 +734,7 @@ fn from_store(record: dawn_store::PeerRecord) -> PeerRecord {
 }
 
 /// Addresses the store accepts: dialable ones.
-fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+pub(crate) fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     addrs
         .iter()
         .copied()
@@ -657,7 +745,7 @@ fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 
 /// A write for the store task.
 #[derive(Debug)]
-enum StoreOp {
+pub(crate) enum StoreOp {
     /// The peer is reachable at these addresses (creates it if new).
     Known { id: NodeId, addrs: Vec<SocketAddr> },
     /// A successful contact at this time.

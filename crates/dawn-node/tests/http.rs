@@ -44,7 +44,8 @@ async fn health_status_and_peers_have_stable_fields() {
             "listen_addrs",
             "http_addr",
             "peer_count",
-            "known_peer_count"
+            "known_peer_count",
+            "gossip"
         ]
         .map(String::from)
         .into()
@@ -70,7 +71,8 @@ async fn health_status_and_peers_have_stable_fields() {
             "first_seen_unix_ms",
             "last_seen_unix_ms",
             "failures",
-            "bootstrap"
+            "bootstrap",
+            "view"
         ]
         .map(String::from)
         .into()

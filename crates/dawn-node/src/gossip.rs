@@ -1,0 +1,1164 @@
+//! The gossip driver: one actor task owns the sans-IO [`Gossip`] core and moves its messages
+//! over the QUIC transport.
+//!
+//! # On the wire
+//!
+//! Gossip travels on raw transport streams named [`GOSSIP_PROTOCOL`]: the sender of a message
+//! opens **one long-lived stream per peer** and writes length-prefixed frames to it, so a
+//! message costs its body plus 7 bytes (4 of frame length, 1 tag, 2 of kind), not a stream
+//! per message. Each direction has its own stream; the receiving side only reads. A frame is
+//! one of:
+//!
+//! - `0x00 kind:u16be body`: a gossip message, decoded with the core's strict codec;
+//! - `0x01 count:u8 (node_id:[32] n:u8 (family:u8 ip:[4|16] port:u16be){n}){count}`: address
+//!   hints.
+//!
+//! # Addresses
+//!
+//! HyParView's membership messages name peers by [`NodeId`] only, but a node can only dial a
+//! peer it has an address for. Before a message that names peers (`ForwardJoin`, `Shuffle`,
+//! `ShuffleReply`), the sender writes an address-hint frame on the same ordered stream with
+//! the addresses its peer table holds for each named peer (its own listen addresses for
+//! itself). The receiver validates them (at most [`MAX_HINT_PEERS`] peers and
+//! [`MAX_HINT_ADDRS`] addresses each; no port 0, unspecified or multicast address) and records
+//! them in its peer table and the store *before* the message reaches the core, so a transmit
+//! the core then addresses to one of those peers finds an address to dial. The gossip
+//! message formats themselves stay unchanged.
+//!
+//! # Bounds
+//!
+//! - **Outbound:** each peer has a queue of at most [`SEND_QUEUE_FRAMES`] frames and
+//!   [`SEND_QUEUE_BYTES`] bytes. A message that does not fit is **dropped** (and counted):
+//!   Plumtree's lazy announcements, grafts and anti-entropy recover lost broadcasts, and a
+//!   slow peer only ever costs that much memory. A peer whose stream or dial fails has its
+//!   queue dropped; if it is no longer connected the core is told ([`Gossip::peer_down`]).
+//! - **Inbound:** frames larger than the transport's frame limit are refused before they are
+//!   buffered; frames waiting for the actor hold at most [`INBOUND_BYTES`] bytes in total, and
+//!   a full queue stops reading (QUIC flow control pushes back on the senders).
+//! - Subscribers get a bounded channel each ([`SUBSCRIBER_QUEUE`]); one that falls behind
+//!   misses deliveries rather than holding memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use dawn_crypto::SigningKey;
+use dawn_gossip::{
+    BroadcastError, Config as GossipConfig, ConfigError as GossipConfigError, Event, Gossip,
+    GossipMessage, MessageId, MisbehaviourKind, SubscribeError, Topic, TopicError, Transmit,
+};
+use dawn_identity::NodeId;
+use dawn_transport::{IncomingStream, Transport, TransportEvent, read_frame, write_frame};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug, info_span, trace, warn};
+
+use crate::node::{Shared, StoreOp, storable};
+use crate::peers::now_unix_ms;
+
+/// The transport protocol name of gossip streams.
+pub const GOSSIP_PROTOCOL: &str = "dawn/gossip/1";
+
+/// Most frames queued for one peer.
+pub const SEND_QUEUE_FRAMES: usize = 256;
+
+/// Most bytes queued for one peer.
+pub const SEND_QUEUE_BYTES: usize = 4 << 20;
+
+/// Most bytes of received frames waiting for the gossip actor, all peers together.
+pub const INBOUND_BYTES: usize = 16 << 20;
+
+/// Most peers named in one address-hint frame.
+pub const MAX_HINT_PEERS: usize = 40;
+
+/// Most addresses per peer in an address-hint frame.
+pub const MAX_HINT_ADDRS: usize = 4;
+
+/// Deliveries buffered per subscriber before it starts missing some.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// Recent deliveries kept for `GET /api/gossip/{topic}`, all topics together.
+pub const RECENT_DELIVERIES: usize = 64;
+
+/// Frame tag of a gossip message.
+const TAG_MESSAGE: u8 = 0x00;
+/// Frame tag of address hints.
+const TAG_HINTS: u8 = 0x01;
+
+/// How long a sender waits for a dial before giving up on the peer.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most peers with a send queue at once; past this, the idlest is dropped.
+const MAX_SENDERS: usize = 512;
+
+/// Pending application commands.
+const COMMAND_QUEUE: usize = 64;
+
+/// A gossip operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GossipError {
+    /// The topic name is invalid.
+    #[error("invalid topic: {0}")]
+    Topic(#[from] TopicError),
+    /// The topic cannot be subscribed to.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// The message cannot be broadcast.
+    #[error(transparent)]
+    Broadcast(#[from] BroadcastError),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// A broadcast message delivered to this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The topic.
+    pub topic: String,
+    /// The node that signed and broadcast it.
+    pub origin: NodeId,
+    /// Its id (hex).
+    pub message_id: String,
+    /// The payload.
+    #[serde(with = "payload_serde")]
+    pub payload: Bytes,
+    /// Links it travelled from the origin.
+    pub hops: u16,
+    /// When the origin signed it (milliseconds since the Unix epoch, the origin's clock).
+    pub timestamp_ms: u64,
+    /// When it arrived here (milliseconds since the Unix epoch).
+    pub received_unix_ms: u64,
+}
+
+/// Payloads appear in JSON as UTF-8 text (lossy).
+mod payload_serde {
+    use bytes::Bytes;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(payload: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(payload))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        Ok(Bytes::from(String::deserialize(d)?))
+    }
+}
+
+/// Deliveries on one topic, from [`Node::subscribe`](crate::Node::subscribe).
+///
+/// Bounded: a subscriber that falls more than [`SUBSCRIBER_QUEUE`] deliveries behind misses
+/// the oldest ones ([`Subscription::missed`] counts them).
+#[derive(Debug)]
+pub struct Subscription {
+    topic: Topic,
+    rx: broadcast::Receiver<Delivery>,
+    missed: u64,
+}
+
+impl Subscription {
+    /// The next delivery, or `None` once the node has stopped.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        loop {
+            match self.rx.recv().await {
+                Ok(delivery) => return Some(delivery),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.missed = self.missed.saturating_add(n);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The topic.
+    #[must_use]
+    pub fn topic(&self) -> &str {
+        self.topic.as_str()
+    }
+
+    /// Deliveries missed because this subscriber fell behind.
+    #[must_use]
+    pub const fn missed(&self) -> u64 {
+        self.missed
+    }
+}
+
+/// Counters of the gossip driver, in `GET /api/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GossipStats {
+    /// Messages delivered to this node.
+    pub delivered: u64,
+    /// Messages this node broadcast.
+    pub broadcasts: u64,
+    /// Frames received from peers.
+    pub frames_received: u64,
+    /// Frames written to peers.
+    pub frames_sent: u64,
+    /// Frames dropped because a peer's send queue was full.
+    pub send_dropped: u64,
+    /// Misbehaviour seen from peers (malformed frames, bad signatures, replays, floods).
+    pub misbehaviours: u64,
+    /// Peer addresses learned from address hints.
+    pub addresses_learned: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    delivered: AtomicU64,
+    broadcasts: AtomicU64,
+    frames_received: AtomicU64,
+    frames_sent: AtomicU64,
+    send_dropped: AtomicU64,
+    misbehaviours: AtomicU64,
+    addresses_learned: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Which HyParView view a peer is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum View {
+    /// A neighbour: broadcasts travel over the link.
+    Active,
+    /// A candidate to replace a failed neighbour.
+    Passive,
+}
+
+#[derive(Debug, Default)]
+struct Views {
+    active: Vec<NodeId>,
+    passive: Vec<NodeId>,
+}
+
+/// What the HTTP API and the [`Node`](crate::Node) read of the gossip actor.
+#[derive(Debug)]
+pub(crate) struct GossipShared {
+    commands: mpsc::Sender<Command>,
+    views: Mutex<Views>,
+    recent: Mutex<VecDeque<Delivery>>,
+    counters: Counters,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl GossipShared {
+    pub(crate) fn new() -> (Self, mpsc::Receiver<Command>) {
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Self {
+            commands,
+            views: Mutex::new(Views::default()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_DELIVERIES)),
+            counters: Counters::default(),
+        };
+        (shared, rx)
+    }
+
+    /// The view `peer` is in, if any.
+    pub(crate) fn view_of(&self, peer: &NodeId) -> Option<View> {
+        let views = lock(&self.views);
+        if views.active.contains(peer) {
+            Some(View::Active)
+        } else if views.passive.contains(peer) {
+            Some(View::Passive)
+        } else {
+            None
+        }
+    }
+
+    /// The active and passive views.
+    pub(crate) fn views(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let views = lock(&self.views);
+        (views.active.clone(), views.passive.clone())
+    }
+
+    pub(crate) fn stats(&self) -> GossipStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GossipStats {
+            delivered: get(&c.delivered),
+            broadcasts: get(&c.broadcasts),
+            frames_received: get(&c.frames_received),
+            frames_sent: get(&c.frames_sent),
+            send_dropped: get(&c.send_dropped),
+            misbehaviours: get(&c.misbehaviours),
+            addresses_learned: get(&c.addresses_learned),
+        }
+    }
+
+    /// Recent deliveries on `topic`, oldest first.
+    pub(crate) fn recent(&self, topic: &str) -> Vec<Delivery> {
+        lock(&self.recent)
+            .iter()
+            .filter(|d| d.topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) async fn subscribe(&self, topic: &str) -> Result<Subscription, GossipError> {
+        let topic = Topic::new(topic)?;
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Subscribe {
+            topic: topic.clone(),
+            reply,
+        })
+        .await?;
+        let rx = rx.await.map_err(|_| GossipError::Stopped)??;
+        Ok(Subscription {
+            topic,
+            rx,
+            missed: 0,
+        })
+    }
+
+    pub(crate) async fn broadcast(
+        &self,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<MessageId, GossipError> {
+        let topic = Topic::new(topic)?;
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Broadcast {
+            topic,
+            payload,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| GossipError::Stopped)?
+    }
+
+    async fn command(&self, command: Command) -> Result<(), GossipError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| GossipError::Stopped)
+    }
+}
+
+/// An application request for the actor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Subscribe {
+        topic: Topic,
+        reply: oneshot::Sender<Result<broadcast::Receiver<Delivery>, GossipError>>,
+    },
+    Broadcast {
+        topic: Topic,
+        payload: Bytes,
+        reply: oneshot::Sender<Result<MessageId, GossipError>>,
+    },
+}
+
+/// A frame read from a peer, holding its share of the inbound byte budget.
+#[derive(Debug)]
+struct Inbound {
+    from: NodeId,
+    frame: Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A sender task stopped.
+#[derive(Debug)]
+struct SendFailed {
+    peer: NodeId,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct PeerSender {
+    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
+    generation: u64,
+    last_used: Instant,
+}
+
+/// Everything the actor needs from the node.
+pub(crate) struct GossipContext {
+    pub(crate) key: SigningKey,
+    pub(crate) config: GossipConfig,
+    pub(crate) transport: Transport,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: mpsc::Sender<StoreOp>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) events: broadcast::Receiver<TransportEvent>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) join: Vec<NodeId>,
+}
+
+/// Registers the gossip stream handler and starts the actor.
+///
+/// # Errors
+/// [`GossipConfigError`] if the configuration is invalid.
+pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
+    let mut seed = [0u8; 8];
+    if dawn_crypto::fill_random(&mut seed).is_err() {
+        warn!("no randomness for the gossip seed; using the clock");
+        seed = now_unix_ms().to_le_bytes();
+    }
+    let now = Instant::now();
+    let gossip = Gossip::new(
+        context.key,
+        context.config,
+        u64::from_le_bytes(seed),
+        now,
+        now_unix_ms(),
+    )?;
+    let (inbound_tx, inbound_rx) = mpsc::channel(SEND_QUEUE_FRAMES * 4);
+    let budget = Arc::new(Semaphore::new(INBOUND_BYTES));
+    let max_frame = context.transport.config().max_frame_len;
+    let reader_cancel = context.cancel.clone();
+    let registered = context
+        .transport
+        .register_stream_handler(GOSSIP_PROTOCOL, move |stream| {
+            read_stream(
+                stream,
+                inbound_tx.clone(),
+                Arc::clone(&budget),
+                max_frame,
+                reader_cancel.clone(),
+            )
+        });
+    if let Err(error) = registered {
+        warn!(%error, "gossip stream handler already registered");
+    }
+    let (failed_tx, failed_rx) = mpsc::unbounded_channel();
+    let actor = Actor {
+        gossip,
+        transport: context.transport,
+        shared: context.shared,
+        store: context.store,
+        cancel: context.cancel,
+        tasks: context.tasks.clone(),
+        senders: HashMap::new(),
+        next_generation: 0,
+        failed_tx,
+        topics: HashMap::new(),
+        max_frame,
+    };
+    context.tasks.spawn(
+        actor
+            .run(
+                context.events,
+                context.commands,
+                inbound_rx,
+                failed_rx,
+                context.join,
+            )
+            .instrument(info_span!(parent: None, "dawn.node.gossip")),
+    );
+    Ok(())
+}
+
+/// Reads frames from one inbound gossip stream into the actor's queue.
+async fn read_stream(
+    stream: IncomingStream,
+    inbound: mpsc::Sender<Inbound>,
+    budget: Arc<Semaphore>,
+    max_frame: usize,
+    cancel: CancellationToken,
+) {
+    let from = stream.peer();
+    let (_send, mut recv) = stream.into_parts();
+    loop {
+        let frame = tokio::select! {
+            () = cancel.cancelled() => return,
+            frame = read_frame(&mut recv, max_frame) => frame,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                debug!(peer = %from.fmt_short(), %error, "gossip stream ended");
+                return;
+            }
+        };
+        let cost = u32::try_from(frame.len().max(1)).unwrap_or(u32::MAX);
+        let permit = tokio::select! {
+            () = cancel.cancelled() => return,
+            permit = Arc::clone(&budget).acquire_many_owned(cost) => permit,
+        };
+        let Ok(permit) = permit else { return };
+        let inbound_frame = Inbound {
+            from,
+            frame,
+            _permit: permit,
+        };
+        if inbound.send(inbound_frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes one peer's queued frames to a stream of its own, dialling the peer if needed.
+async fn send_loop(
+    transport: Transport,
+    shared: Arc<Shared>,
+    peer: NodeId,
+    mut rx: mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>,
+    max_frame: usize,
+    cancel: CancellationToken,
+) {
+    let connection = match transport.connection(&peer) {
+        Some(connection) => connection,
+        None => {
+            let addrs = shared.table().addresses(&peer);
+            if addrs.is_empty() {
+                debug!("no address to dial");
+                return;
+            }
+            let dial = tokio::time::timeout(DIAL_TIMEOUT, transport.connect(peer, &addrs));
+            let result = tokio::select! {
+                () = cancel.cancelled() => return,
+                result = dial => result,
+            };
+            match result {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(error)) => {
+                    debug!(%error, "dial failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!("dial timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let opened = tokio::select! {
+        () = cancel.cancelled() => return,
+        opened = connection.open_stream(GOSSIP_PROTOCOL) => opened,
+    };
+    let mut send = match opened {
+        Ok((send, _recv)) => send,
+        Err(error) => {
+            debug!(%error, "cannot open a gossip stream");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            () = cancel.cancelled() => None,
+            next = rx.recv() => next,
+        };
+        let Some((frame, _permit)) = next else {
+            let _ = send.finish();
+            return;
+        };
+        if let Err(error) = write_frame(&mut send, &frame, max_frame).await {
+            debug!(%error, "gossip stream write failed");
+            return;
+        }
+        bump(&shared.gossip.counters.frames_sent);
+    }
+}
+
+struct Actor {
+    gossip: Gossip,
+    transport: Transport,
+    shared: Arc<Shared>,
+    store: mpsc::Sender<StoreOp>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    senders: HashMap<NodeId, PeerSender>,
+    next_generation: u64,
+    failed_tx: mpsc::UnboundedSender<SendFailed>,
+    topics: HashMap<Topic, broadcast::Sender<Delivery>>,
+    max_frame: usize,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut events: broadcast::Receiver<TransportEvent>,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut failed: mpsc::UnboundedReceiver<SendFailed>,
+        join: Vec<NodeId>,
+    ) {
+        let now = Instant::now();
+        for connection in self.transport.connections() {
+            self.gossip.peer_up(now, connection.peer());
+        }
+        if !join.is_empty() {
+            self.gossip.join(now, &join);
+        }
+        self.drain().await;
+        loop {
+            let deadline = self.gossip.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                () = sleep => self.gossip.handle_timeout(Instant::now()),
+                Some(command) = commands.recv() => self.command(command),
+                Some(frame) = inbound.recv() => self.inbound(frame).await,
+                Some(stop) = failed.recv() => self.send_failed(stop),
+                event = events.recv() => match event {
+                    Ok(TransportEvent::Connected(connection)) => {
+                        self.gossip.peer_up(Instant::now(), connection.peer());
+                    }
+                    Ok(TransportEvent::Disconnected { peer, .. }) => self.peer_gone(peer),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let now = Instant::now();
+                        for connection in self.transport.connections() {
+                            self.gossip.peer_up(now, connection.peer());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+            self.drain().await;
+        }
+        debug!("gossip stopped");
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Subscribe { topic, reply } => {
+                let result = self.gossip.subscribe(now, topic.clone()).map(|_| {
+                    self.topics
+                        .entry(topic)
+                        .or_insert_with(|| broadcast::channel(SUBSCRIBER_QUEUE).0)
+                        .subscribe()
+                });
+                let _ = reply.send(result.map_err(GossipError::from));
+            }
+            Command::Broadcast {
+                topic,
+                payload,
+                reply,
+            } => {
+                let result = self.gossip.broadcast(now, &topic, payload);
+                if result.is_ok() {
+                    bump(&self.shared.gossip.counters.broadcasts);
+                }
+                let _ = reply.send(result.map_err(GossipError::from));
+            }
+        }
+    }
+
+    async fn inbound(&mut self, inbound: Inbound) {
+        bump(&self.shared.gossip.counters.frames_received);
+        let from = inbound.from;
+        let frame = &inbound.frame;
+        match frame.first() {
+            Some(&TAG_MESSAGE) => {
+                let (Some(&hi), Some(&lo)) = (frame.get(1), frame.get(2)) else {
+                    self.malformed(from, "short message frame");
+                    return;
+                };
+                let message = dawn_wire::Message::Protocol {
+                    kind: u16::from_be_bytes([hi, lo]),
+                    payload: frame.slice(3..),
+                };
+                if let Err(error) = self.gossip.handle_wire(Instant::now(), from, &message) {
+                    debug!(peer = %from.fmt_short(), %error, "undecodable gossip message");
+                }
+            }
+            Some(&TAG_HINTS) => match decode_hints(frame.get(1..).unwrap_or_default()) {
+                Ok(hints) => self.learn(hints).await,
+                Err(reason) => self.malformed(from, reason),
+            },
+            _ => self.malformed(from, "unknown frame tag"),
+        }
+    }
+
+    fn malformed(&mut self, from: NodeId, reason: &str) {
+        bump(&self.shared.gossip.counters.misbehaviours);
+        warn!(peer = %from.fmt_short(), reason, "malformed gossip frame");
+    }
+
+    /// Records hinted addresses in the peer table and the store.
+    async fn learn(&mut self, hints: Vec<(NodeId, Vec<SocketAddr>)>) {
+        let now = now_unix_ms();
+        for (id, addrs) in hints {
+            let change = self.shared.table().learned(id, &addrs, now);
+            let Some(change) = change else { continue };
+            bump(&self.shared.gossip.counters.addresses_learned);
+            if let Some(evicted) = change.evicted {
+                let _ = self.store.send(StoreOp::Forget { id: evicted }).await;
+            }
+            let op = StoreOp::Known {
+                id,
+                addrs: storable(&change.record.addresses),
+            };
+            if self.store.send(op).await.is_err() {
+                trace!("store closed; learned address not saved");
+            }
+        }
+    }
+
+    fn send_failed(&mut self, stop: SendFailed) {
+        let current = self
+            .senders
+            .get(&stop.peer)
+            .is_some_and(|s| s.generation == stop.generation);
+        if current {
+            self.senders.remove(&stop.peer);
+            if self.transport.connection(&stop.peer).is_none() {
+                self.gossip.peer_down(Instant::now(), stop.peer);
+            }
+        }
+    }
+
+    fn peer_gone(&mut self, peer: NodeId) {
+        if self.transport.connection(&peer).is_none() {
+            self.senders.remove(&peer);
+            self.gossip.peer_down(Instant::now(), peer);
+        }
+    }
+
+    /// Sends every transmit and handles every event the core has queued.
+    async fn drain(&mut self) {
+        while let Some(transmit) = self.gossip.poll_transmit() {
+            self.transmit(transmit);
+        }
+        while let Some(event) = self.gossip.poll_event() {
+            self.event(event).await;
+        }
+        let mut views = lock(&self.shared.gossip.views);
+        views.active = self.gossip.active_view();
+        views.passive = self.gossip.passive_view().to_vec();
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        let Transmit { to, message } = transmit;
+        let body = match message.encode_body() {
+            Ok(body) => body,
+            Err(error) => {
+                warn!(%error, "cannot encode a gossip message");
+                return;
+            }
+        };
+        let named = named_peers(&message);
+        let hints = if named.is_empty() {
+            None
+        } else {
+            let own = self.shared.listen_addrs.clone();
+            let me = self.shared.node_id;
+            let table = self.shared.table();
+            let hints: Vec<(NodeId, Vec<SocketAddr>)> = named
+                .into_iter()
+                .filter(|id| *id != to)
+                .map(|id| {
+                    let addrs = if id == me {
+                        own.clone()
+                    } else {
+                        table.addresses(&id)
+                    };
+                    (id, valid_addrs(&addrs))
+                })
+                .filter(|(_, addrs)| !addrs.is_empty())
+                .take(MAX_HINT_PEERS)
+                .collect();
+            drop(table);
+            (!hints.is_empty()).then(|| encode_hints(&hints))
+        };
+        let mut frame = BytesMut::with_capacity(3 + body.len());
+        frame.put_u8(TAG_MESSAGE);
+        frame.put_u16(message.kind());
+        frame.put_slice(&body);
+        let frame = frame.freeze();
+        if frame.len() > self.max_frame {
+            warn!(
+                len = frame.len(),
+                "gossip message larger than a frame; dropped"
+            );
+            return;
+        }
+        if let Some(hints) = hints {
+            self.enqueue(to, hints);
+        }
+        self.enqueue(to, frame);
+    }
+
+    /// Queues `frame` for `to`, starting its sender if it has none; drops it if the queue is
+    /// full.
+    fn enqueue(&mut self, to: NodeId, frame: Bytes) {
+        if !self.senders.contains_key(&to) {
+            self.spawn_sender(to);
+        }
+        let Some(sender) = self.senders.get_mut(&to) else {
+            return;
+        };
+        sender.last_used = Instant::now();
+        let cost = u32::try_from(frame.len().max(1)).unwrap_or(u32::MAX);
+        let permit = match Arc::clone(&sender.budget).try_acquire_many_owned(cost) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                self.dropped(to);
+                return;
+            }
+        };
+        match sender.tx.try_send((frame, permit)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.dropped(to),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The sender stopped; its failure report follows and resets the peer.
+                self.dropped(to);
+            }
+        }
+    }
+
+    fn dropped(&self, to: NodeId) {
+        bump(&self.shared.gossip.counters.send_dropped);
+        trace!(peer = %to.fmt_short(), "send queue full; gossip frame dropped");
+    }
+
+    fn spawn_sender(&mut self, to: NodeId) {
+        if self.senders.len() >= MAX_SENDERS
+            && let Some(idlest) = self
+                .senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(id, _)| *id)
+        {
+            self.senders.remove(&idlest);
+        }
+        let (tx, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let failed = self.failed_tx.clone();
+        let transport = self.transport.clone();
+        let shared = Arc::clone(&self.shared);
+        let cancel = self.cancel.clone();
+        let max_frame = self.max_frame;
+        let span = info_span!(parent: None, "dawn.node.gossip.send", peer = %to.fmt_short());
+        self.tasks.spawn(
+            async move {
+                send_loop(transport, shared, to, rx, max_frame, cancel).await;
+                let _ = failed.send(SendFailed {
+                    peer: to,
+                    generation,
+                });
+            }
+            .instrument(span),
+        );
+        self.senders.insert(
+            to,
+            PeerSender {
+                tx,
+                budget: Arc::new(Semaphore::new(SEND_QUEUE_BYTES)),
+                generation,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    async fn event(&mut self, event: Event) {
+        match event {
+            Event::Delivered {
+                topic,
+                origin,
+                message_id,
+                payload,
+                hops,
+                timestamp_ms,
+            } => {
+                bump(&self.shared.gossip.counters.delivered);
+                let delivery = Delivery {
+                    topic: topic.as_str().to_owned(),
+                    origin,
+                    message_id: hex(message_id.as_bytes()),
+                    payload,
+                    hops,
+                    timestamp_ms,
+                    received_unix_ms: now_unix_ms(),
+                };
+                {
+                    let mut recent = lock(&self.shared.gossip.recent);
+                    if recent.len() >= RECENT_DELIVERIES {
+                        recent.pop_front();
+                    }
+                    recent.push_back(delivery.clone());
+                }
+                if let Some(tx) = self.topics.get(&topic) {
+                    let _ = tx.send(delivery);
+                }
+            }
+            Event::NeighborUp(peer) => debug!(peer = %peer.fmt_short(), "neighbour up"),
+            Event::NeighborDown(peer) => debug!(peer = %peer.fmt_short(), "neighbour down"),
+            Event::Misbehaviour { peer, kind } => {
+                bump(&self.shared.gossip.counters.misbehaviours);
+                let kind = misbehaviour_name(kind);
+                warn!(peer = %peer.fmt_short(), kind, "gossip misbehaviour");
+            }
+            _ => {}
+        }
+    }
+}
+
+fn misbehaviour_name(kind: MisbehaviourKind) -> &'static str {
+    match kind {
+        MisbehaviourKind::Malformed => "malformed",
+        MisbehaviourKind::InvalidSignature => "invalid_signature",
+        MisbehaviourKind::Replay => "replay",
+        MisbehaviourKind::Stale => "stale",
+        MisbehaviourKind::Future => "future",
+        MisbehaviourKind::Flooding => "flooding",
+        _ => "other",
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The peers a membership message names, whose addresses its receiver may need.
+fn named_peers(message: &GossipMessage) -> Vec<NodeId> {
+    match message {
+        GossipMessage::ForwardJoin { joiner, .. } => vec![*joiner],
+        GossipMessage::Shuffle { origin, nodes, .. } => {
+            let mut ids = Vec::with_capacity(nodes.len() + 1);
+            ids.push(*origin);
+            ids.extend(nodes.iter().filter(|n| *n != origin).copied());
+            ids
+        }
+        GossipMessage::ShuffleReply { nodes } => nodes.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether an address may be dialled: a real port, not unspecified, not multicast.
+fn dialable(addr: &SocketAddr) -> bool {
+    addr.port() != 0 && !addr.ip().is_unspecified() && !addr.ip().is_multicast()
+}
+
+fn valid_addrs(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    addrs
+        .iter()
+        .copied()
+        .filter(dialable)
+        .take(MAX_HINT_ADDRS)
+        .collect()
+}
+
+/// Encodes an address-hint frame (tag included). At most [`MAX_HINT_PEERS`] peers and
+/// [`MAX_HINT_ADDRS`] addresses each are written.
+fn encode_hints(hints: &[(NodeId, Vec<SocketAddr>)]) -> Bytes {
+    let hints = hints
+        .get(..hints.len().min(MAX_HINT_PEERS))
+        .unwrap_or_default();
+    let mut out = BytesMut::with_capacity(2 + hints.len() * 60);
+    out.put_u8(TAG_HINTS);
+    out.put_u8(u8::try_from(hints.len()).unwrap_or(u8::MAX));
+    for (id, addrs) in hints {
+        let addrs = addrs
+            .get(..addrs.len().min(MAX_HINT_ADDRS))
+            .unwrap_or_default();
+        out.put_slice(id.as_bytes());
+        out.put_u8(u8::try_from(addrs.len()).unwrap_or(u8::MAX));
+        for addr in addrs {
+            match addr.ip() {
+                IpAddr::V4(ip) => {
+                    out.put_u8(4);
+                    out.put_slice(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    out.put_u8(6);
+                    out.put_slice(&ip.octets());
+                }
+            }
+            out.put_u16(addr.port());
+        }
+    }
+    out.freeze()
+}
+
+/// Decodes the body of an address-hint frame (after the tag), strictly: counts within the
+/// limits, valid node ids, dialable addresses, no trailing bytes.
+fn decode_hints(mut input: &[u8]) -> Result<Vec<(NodeId, Vec<SocketAddr>)>, &'static str> {
+    fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], &'static str> {
+        if input.len() < n {
+            return Err("truncated address hints");
+        }
+        let (head, rest) = input.split_at(n);
+        *input = rest;
+        Ok(head)
+    }
+    fn byte(input: &mut &[u8]) -> Result<u8, &'static str> {
+        take(input, 1).map(|b| b.first().copied().unwrap_or_default())
+    }
+    let count = usize::from(byte(&mut input)?);
+    if count == 0 || count > MAX_HINT_PEERS {
+        return Err("address hint count out of range");
+    }
+    let mut hints = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id: [u8; 32] = take(&mut input, 32)?
+            .try_into()
+            .map_err(|_| "truncated address hints")?;
+        let id = NodeId::from_bytes(&id).map_err(|_| "invalid node id in address hints")?;
+        let n = usize::from(byte(&mut input)?);
+        if n == 0 || n > MAX_HINT_ADDRS {
+            return Err("address count out of range");
+        }
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ip = match byte(&mut input)? {
+                4 => {
+                    let o: [u8; 4] = take(&mut input, 4)?
+                        .try_into()
+                        .map_err(|_| "truncated address hints")?;
+                    IpAddr::V4(Ipv4Addr::from(o))
+                }
+                6 => {
+                    let o: [u8; 16] = take(&mut input, 16)?
+                        .try_into()
+                        .map_err(|_| "truncated address hints")?;
+                    IpAddr::V6(Ipv6Addr::from(o))
+                }
+                _ => return Err("unknown address family"),
+            };
+            let port = take(&mut input, 2)?;
+            let port = u16::from_be_bytes([
+                port.first().copied().unwrap_or_default(),
+                port.get(1).copied().unwrap_or_default(),
+            ]);
+            let addr = SocketAddr::new(ip, port);
+            if !dialable(&addr) {
+                return Err("undialable address in hints");
+            }
+            addrs.push(addr);
+        }
+        hints.push((id, addrs));
+    }
+    if !input.is_empty() {
+        return Err("trailing bytes after address hints");
+    }
+    Ok(hints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(seed: u8) -> NodeId {
+        SigningKey::from_bytes(&[seed; 32]).verifying_key().into()
+    }
+
+    #[test]
+    fn hints_round_trip() {
+        let hints = vec![
+            (node(1), vec!["127.0.0.1:4000".parse().unwrap()]),
+            (
+                node(2),
+                vec!["[::1]:5000".parse().unwrap(), "10.0.0.2:7".parse().unwrap()],
+            ),
+        ];
+        let frame = encode_hints(&hints);
+        assert_eq!(frame.first(), Some(&TAG_HINTS));
+        assert_eq!(decode_hints(&frame[1..]).unwrap(), hints);
+    }
+
+    #[test]
+    fn bad_hints_are_refused() {
+        let good = encode_hints(&[(node(1), vec!["127.0.0.1:4000".parse().unwrap()])]);
+        let body = &good[1..];
+        // Every truncation fails.
+        for len in 0..body.len() {
+            assert!(decode_hints(&body[..len]).is_err(), "len {len}");
+        }
+        // Trailing bytes.
+        let mut long = body.to_vec();
+        long.push(0);
+        assert_eq!(
+            decode_hints(&long),
+            Err("trailing bytes after address hints")
+        );
+        // Undialable addresses.
+        for addr in ["0.0.0.0:1", "127.0.0.1:0", "224.0.0.1:9"] {
+            let mut raw = body.to_vec();
+            let a: SocketAddr = addr.parse().unwrap();
+            let IpAddr::V4(ip) = a.ip() else { panic!() };
+            raw[35..39].copy_from_slice(&ip.octets());
+            raw[39..41].copy_from_slice(&a.port().to_be_bytes());
+            assert_eq!(
+                decode_hints(&raw),
+                Err("undialable address in hints"),
+                "{addr}"
+            );
+        }
+        // Counts out of range.
+        assert!(decode_hints(&[0]).is_err());
+        assert!(decode_hints(&[u8::try_from(MAX_HINT_PEERS + 1).unwrap()]).is_err());
+        let mut many = body.to_vec();
+        many[33] = u8::try_from(MAX_HINT_ADDRS + 1).unwrap();
+        assert_eq!(decode_hints(&many), Err("address count out of range"));
+        // Unknown family.
+        let mut family = body.to_vec();
+        family[34] = 5;
+        assert_eq!(decode_hints(&family), Err("unknown address family"));
+    }
+
+    #[test]
+    fn only_membership_messages_name_peers() {
+        let (a, b) = (node(1), node(2));
+        assert_eq!(
+            named_peers(&GossipMessage::ForwardJoin { joiner: a, ttl: 3 }),
+            [a]
+        );
+        assert_eq!(
+            named_peers(&GossipMessage::Shuffle {
+                origin: a,
+                ttl: 2,
+                nodes: vec![a, b]
+            }),
+            [a, b]
+        );
+        assert!(named_peers(&GossipMessage::KeepAlive).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn hints_round_trip_any(
+            peers in proptest::collection::vec(
+                (1u8..=255, proptest::collection::vec((1u32.., 1u16..), 1..=MAX_HINT_ADDRS)),
+                1..=8,
+            )
+        ) {
+            let hints: Vec<(NodeId, Vec<SocketAddr>)> = peers
+                .into_iter()
+                .map(|(seed, addrs)| {
+                    let addrs = addrs
+                        .into_iter()
+                        .map(|(ip, port)| {
+                            let ip = Ipv4Addr::from((ip & 0xdfff_ffff).max(1));
+                            SocketAddr::new(IpAddr::V4(ip), port)
+                        })
+                        .collect();
+                    (node(seed), addrs)
+                })
+                .collect();
+            let frame = encode_hints(&hints);
+            prop_assert_eq!(decode_hints(&frame[1..]).unwrap(), hints);
+        }
+    }
+}
