@@ -141,14 +141,19 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let (allow, hint) = if uri.path().starts_with("/api/gossip/") {
+        ("GET, HEAD, POST", "GET or POST")
+    } else {
+        ("GET, HEAD", "GET")
+    };
     let mut response = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} does not accept {method}; use GET", uri.path()),
+        format!("{} does not accept {method}; use {hint}", uri.path()),
     );
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 

@@ -1,5 +1,5 @@
-//! The Dawn node, layer 5 of the workspace: identity, store and transport composed into a
-//! running node, with its configuration and HTTP API.
+//! The Dawn node, layer 5 of the workspace: identity, store, transport and gossip composed into
+//! a running node, with its configuration and HTTP API.
 //!
 //! - [`NodeBuilder`] configures a node (data directory, QUIC and HTTP addresses, bootstrap
 //!   peers, key passphrase) and [`NodeBuilder::start`] runs it; [`Node`] reports its
@@ -13,9 +13,15 @@
 //!   capped, jittered exponential backoff (250 ms doubling to 30 s). Every peer seen, in
 //!   either direction, is recorded in the store (`dawn.db`: addresses, first and last seen,
 //!   failed dials) and redialled after a restart.
+//! - **Gossip**: a gossip actor drives the sans-IO [`dawn_gossip`] core (HyParView membership,
+//!   Plumtree broadcast) over the transport, on one long-lived [`GOSSIP_PROTOCOL`] stream per
+//!   peer and direction with bounded send queues; membership messages are preceded by address
+//!   hints so that peers learned by id can be dialled. [`Node::subscribe`] and
+//!   [`Node::broadcast`] are the application API; [`simulate`] runs many nodes in one process.
 //! - **HTTP** (axum, `127.0.0.1:7601` by default): `GET /healthz`, `GET /api/status`
-//!   ([`NodeStatus`]), `GET /api/peers` ([`PeerList`]), and a self-contained status page at
-//!   `GET /`. Errors are JSON ([`ApiError`]); only loopback `Host` names are answered when
+//!   ([`NodeStatus`]), `GET /api/peers` ([`PeerList`], with the gossip views),
+//!   `POST /api/gossip/{topic}` (broadcast), `GET /api/gossip/{topic}` ([`RecentDeliveries`]),
+//!   and a self-contained status page at `GET /`. Errors are JSON ([`ApiError`]); only loopback `Host` names are answered when
 //!   bound to loopback.
 //! - **Configuration** ([`Config`]): a TOML file with `DAWN_*` environment overrides, every
 //!   error naming its key; [`Config::default_toml`] is the commented default.
@@ -59,6 +65,16 @@
 //! }
 //! assert_eq!(a.peers()[0].node_id, b.node_id());
 //!
+//! // Gossip: b listens on a topic, a broadcasts once they are neighbours.
+//! let mut deliveries = b.subscribe("dawn/example").await?;
+//! while a.gossip_views().0.is_empty() {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//! }
+//! a.broadcast("dawn/example", &b"hello"[..]).await?;
+//! let delivery = deliveries.recv().await.ok_or("node stopped")?;
+//! assert_eq!(&delivery.payload[..], b"hello");
+//! assert_eq!(delivery.origin, a.node_id());
+//!
 //! b.shutdown().await?;
 //! a.shutdown().await?;
 //! # Ok(()) }
@@ -66,9 +82,9 @@
 //!
 //! # Status
 //!
-//! Peering, persistence and the HTTP API as above. The JSON field names of the HTTP API are
-//! stable; fields are only ever added. Gossip, the registry, trust and the MCP gateway plug in
-//! here in later layers.
+//! Peering, persistence, gossip and the HTTP API as above. The JSON field names of the HTTP
+//! API are stable; fields are only ever added. The registry, trust penalties for gossip
+//! misbehaviour and the MCP gateway plug in here in later layers.
 
 mod api;
 mod config;

@@ -153,8 +153,12 @@ async fn twenty_nodes_receive_every_broadcast() {
     assert!(stats.delivered >= 4, "{stats:?}");
     assert_eq!(stats.misbehaviours, 0);
 
-    for node in nodes {
-        node.shutdown().await.unwrap();
+    let stops: Vec<_> = nodes
+        .into_iter()
+        .map(|node| tokio::spawn(node.shutdown()))
+        .collect();
+    for stop in stops {
+        stop.await.unwrap().unwrap();
     }
 }
 
@@ -182,6 +186,10 @@ async fn http_broadcast_checks_its_input() {
     // A valid one, with no subscriber anywhere, is still accepted.
     let (status, body) = post(http, "/api/gossip/t", "application/octet-stream", b"x").await;
     assert_eq!(status, 202, "{body}");
+    // Other methods are refused, naming the allowed ones.
+    let put = common::request(http, "PUT", "/api/gossip/t", "").await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.header("allow"), Some("GET, HEAD, POST"));
     // GET subscribes and lists nothing yet.
     let recent = common::get(http, "/api/gossip/t").await.json();
     assert_eq!(recent["deliveries"].as_array().unwrap().len(), 0);
@@ -189,4 +197,36 @@ async fn http_broadcast_checks_its_input() {
     assert!(node.subscribe("").await.is_err());
     assert!(node.broadcast("", &b"x"[..]).await.is_err());
     node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_through_the_peers_it_remembers() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node_builder(dir_a.path(), false).start().await.unwrap();
+    let b = node_builder(dir_b.path(), false)
+        .bootstrap([bootstrap_to(&a)])
+        .start()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "b to join a", || {
+        b.gossip_views().0.contains(&a.node_id())
+    })
+    .await;
+    b.shutdown().await.unwrap();
+
+    // No bootstrap peer this time: only the store knows about a.
+    let b = node_builder(dir_b.path(), false).start().await.unwrap();
+    let mut deliveries = b.subscribe(TOPIC).await.unwrap();
+    eventually(Duration::from_secs(10), "b to rejoin a", || {
+        b.gossip_views().0.contains(&a.node_id()) && a.gossip_views().0.contains(&b.node_id())
+    })
+    .await;
+    a.broadcast(TOPIC, &b"welcome back"[..]).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&delivery.payload[..], b"welcome back");
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
 }
