@@ -18,12 +18,15 @@
 //! HyParView's membership messages name peers by [`NodeId`] only, but a node can only dial a
 //! peer it has an address for. Before a message that names peers (`ForwardJoin`, `Shuffle`,
 //! `ShuffleReply`), the sender writes an address-hint frame on the same ordered stream with
-//! the addresses its peer table holds for each named peer (its own listen addresses for
-//! itself). The receiver validates them (at most [`MAX_HINT_PEERS`] peers and
-//! [`MAX_HINT_ADDRS`] addresses each; no port 0, unspecified or multicast address) and records
-//! them in its peer table and the store *before* the message reaches the core, so a transmit
-//! the core then addresses to one of those peers finds an address to dial. The gossip
-//! message formats themselves stay unchanged.
+//! the addresses it holds for each named peer (its own listen addresses for itself). The
+//! receiver validates them (at most [`MAX_HINT_PEERS`] peers and [`MAX_HINT_ADDRS`] addresses
+//! each; no port 0, unspecified or multicast address) and records them in an in-memory address
+//! book of at most [`MAX_LEARNED_PEERS`] peers (least recently hinted evicted first) *before*
+//! the message reaches the core, so a transmit the core then addresses to one of those peers
+//! finds an address to dial. Hinted addresses are hearsay: they reach the peer table and the
+//! store only once a dial to them succeeds (the connection records the peer at the address it
+//! answered on), so a peer sending made-up hints can neither evict remembered peers nor make
+//! the node write to its database. The gossip message formats themselves stay unchanged.
 //!
 //! # Bounds
 //!
@@ -58,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info_span, trace, warn};
 
-use crate::node::{Shared, StoreOp, storable};
+use crate::node::Shared;
 use crate::peers::now_unix_ms;
 
 /// The transport protocol name of gossip streams.
@@ -81,6 +84,9 @@ pub const MAX_HINT_ADDRS: usize = 4;
 
 /// Deliveries buffered per subscriber before it starts missing some.
 pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// Most peers in the address book of hinted addresses.
+pub const MAX_LEARNED_PEERS: usize = 1024;
 
 /// Recent deliveries kept for `GET /api/gossip/{topic}`, all topics together.
 pub const RECENT_DELIVERIES: usize = 64;
@@ -236,6 +242,48 @@ pub enum View {
     Passive,
 }
 
+/// Addresses learned from hints, bounded, least recently hinted evicted first.
+#[derive(Debug, Default)]
+struct AddressBook {
+    peers: HashMap<NodeId, (u64, Vec<SocketAddr>)>,
+    next: u64,
+}
+
+impl AddressBook {
+    /// Records `addrs` for `id`; returns whether any was new.
+    fn learn(&mut self, id: NodeId, addrs: &[SocketAddr]) -> bool {
+        self.next = self.next.wrapping_add(1);
+        let stamp = self.next;
+        if !self.peers.contains_key(&id)
+            && self.peers.len() >= MAX_LEARNED_PEERS
+            && let Some(oldest) = self
+                .peers
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(id, _)| *id)
+        {
+            self.peers.remove(&oldest);
+        }
+        let (at, known) = self.peers.entry(id).or_default();
+        *at = stamp;
+        let mut new = false;
+        for addr in addrs.iter().rev() {
+            if !known.contains(addr) {
+                known.insert(0, *addr);
+                new = true;
+            }
+        }
+        known.truncate(MAX_HINT_ADDRS);
+        new
+    }
+
+    fn get(&self, id: &NodeId) -> &[SocketAddr] {
+        self.peers
+            .get(id)
+            .map_or(&[], |(_, addrs)| addrs.as_slice())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Views {
     active: Vec<NodeId>,
@@ -248,6 +296,7 @@ pub(crate) struct GossipShared {
     commands: mpsc::Sender<Command>,
     views: Mutex<Views>,
     recent: Mutex<VecDeque<Delivery>>,
+    book: Mutex<AddressBook>,
     counters: Counters,
 }
 
@@ -262,6 +311,7 @@ impl GossipShared {
             commands,
             views: Mutex::new(Views::default()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_DELIVERIES)),
+            book: Mutex::new(AddressBook::default()),
             counters: Counters::default(),
         };
         (shared, rx)
@@ -277,6 +327,17 @@ impl GossipShared {
         } else {
             None
         }
+    }
+
+    /// Where to dial `peer`: the peer table's addresses, then hinted ones.
+    fn dial_addrs(&self, table: &[SocketAddr], peer: &NodeId) -> Vec<SocketAddr> {
+        let mut addrs = table.to_vec();
+        for addr in lock(&self.book).get(peer) {
+            if !addrs.contains(addr) {
+                addrs.push(*addr);
+            }
+        }
+        addrs
     }
 
     /// The active and passive views.
@@ -391,7 +452,6 @@ pub(crate) struct GossipContext {
     pub(crate) config: GossipConfig,
     pub(crate) transport: Transport,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) store: mpsc::Sender<StoreOp>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) events: broadcast::Receiver<TransportEvent>,
@@ -440,7 +500,6 @@ pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
         gossip,
         transport: context.transport,
         shared: context.shared,
-        store: context.store,
         cancel: context.cancel,
         tasks: context.tasks.clone(),
         senders: HashMap::new(),
@@ -515,7 +574,8 @@ async fn send_loop(
     let connection = match transport.connection(&peer) {
         Some(connection) => connection,
         None => {
-            let addrs = shared.table().addresses(&peer);
+            let known = shared.table().addresses(&peer);
+            let addrs = shared.gossip.dial_addrs(&known, &peer);
             if addrs.is_empty() {
                 debug!("no address to dial");
                 return;
@@ -570,7 +630,6 @@ struct Actor {
     gossip: Gossip,
     transport: Transport,
     shared: Arc<Shared>,
-    store: mpsc::Sender<StoreOp>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     senders: HashMap<NodeId, PeerSender>,
@@ -676,7 +735,7 @@ impl Actor {
                 }
             }
             Some(&TAG_HINTS) => match decode_hints(frame.get(1..).unwrap_or_default()) {
-                Ok(hints) => self.learn(hints).await,
+                Ok(hints) => self.learn(hints),
                 Err(reason) => self.malformed(from, reason),
             },
             _ => self.malformed(from, "unknown frame tag"),
@@ -688,22 +747,12 @@ impl Actor {
         warn!(peer = %from.fmt_short(), reason, "malformed gossip frame");
     }
 
-    /// Records hinted addresses in the peer table and the store.
-    async fn learn(&mut self, hints: Vec<(NodeId, Vec<SocketAddr>)>) {
-        let now = now_unix_ms();
+    /// Records hinted addresses in the address book.
+    fn learn(&mut self, hints: Vec<(NodeId, Vec<SocketAddr>)>) {
+        let mut book = lock(&self.shared.gossip.book);
         for (id, addrs) in hints {
-            let change = self.shared.table().learned(id, &addrs, now);
-            let Some(change) = change else { continue };
-            bump(&self.shared.gossip.counters.addresses_learned);
-            if let Some(evicted) = change.evicted {
-                let _ = self.store.send(StoreOp::Forget { id: evicted }).await;
-            }
-            let op = StoreOp::Known {
-                id,
-                addrs: storable(&change.record.addresses),
-            };
-            if self.store.send(op).await.is_err() {
-                trace!("store closed; learned address not saved");
+            if id != self.shared.node_id && book.learn(id, &addrs) {
+                bump(&self.shared.gossip.counters.addresses_learned);
             }
         }
     }
@@ -764,7 +813,7 @@ impl Actor {
                     let addrs = if id == me {
                         own.clone()
                     } else {
-                        table.addresses(&id)
+                        self.shared.gossip.dial_addrs(&table.addresses(&id), &id)
                     };
                     (id, valid_addrs(&addrs))
                 })
@@ -1116,6 +1165,34 @@ mod tests {
         let mut family = body.to_vec();
         family[34] = 5;
         assert_eq!(decode_hints(&family), Err("unknown address family"));
+    }
+
+    #[test]
+    fn the_address_book_is_bounded_and_forgets_the_least_recent() {
+        let mut book = AddressBook::default();
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let id = |i: usize| -> NodeId {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            SigningKey::from_bytes(&seed).verifying_key().into()
+        };
+        let first = id(0);
+        assert!(book.learn(first, &[addr(1)]));
+        assert!(!book.learn(first, &[addr(1)]), "nothing new");
+        for i in 1..MAX_LEARNED_PEERS {
+            assert!(book.learn(id(i), &[addr(2)]));
+        }
+        // Hinting the first again makes it the most recent; the next new peer evicts id(1).
+        assert!(!book.learn(first, &[addr(1)]));
+        assert!(book.learn(id(MAX_LEARNED_PEERS), &[addr(3)]));
+        assert_eq!(book.peers.len(), MAX_LEARNED_PEERS);
+        assert_eq!(book.get(&first), [addr(1)]);
+        assert!(book.get(&id(1)).is_empty());
+        // At most MAX_HINT_ADDRS per peer, newest first.
+        let many: Vec<SocketAddr> = (10..20).map(addr).collect();
+        book.learn(first, &many);
+        assert_eq!(book.get(&first).len(), MAX_HINT_ADDRS);
+        assert_eq!(book.get(&first)[0], addr(10));
     }
 
     #[test]

@@ -108,8 +108,8 @@ pub use crate::config::{
 pub use crate::error::NodeError;
 pub use crate::gossip::{
     Delivery, GOSSIP_PROTOCOL, GossipError, GossipStats, INBOUND_BYTES, MAX_HINT_ADDRS,
-    MAX_HINT_PEERS, RECENT_DELIVERIES, SEND_QUEUE_BYTES, SEND_QUEUE_FRAMES, SUBSCRIBER_QUEUE,
-    Subscription, View,
+    MAX_HINT_PEERS, MAX_LEARNED_PEERS, RECENT_DELIVERIES, SEND_QUEUE_BYTES, SEND_QUEUE_FRAMES,
+    SUBSCRIBER_QUEUE, Subscription, View,
 };
 pub use crate::identity::{KEY_FILE_NAME, KeyState, inspect_key, key_path, read_passphrase_file};
 pub use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME, Node, NodeBuilder};

@@ -408,7 +408,6 @@ impl NodeBuilder {
             config: self.gossip.clone(),
             transport: transport.clone(),
             shared: Arc::clone(&shared),
-            store: inner.store.clone(),
             cancel: cancel.clone(),
             tasks: tasks.clone(),
             events: gossip_events,
@@ -734,7 +733,7 @@ fn from_store(record: dawn_store::PeerRecord) -> PeerRecord {
 }
 
 /// Addresses the store accepts: dialable ones.
-pub(crate) fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     addrs
         .iter()
         .copied()
@@ -745,7 +744,7 @@ pub(crate) fn storable(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 
 /// A write for the store task.
 #[derive(Debug)]
-pub(crate) enum StoreOp {
+enum StoreOp {
     /// The peer is reachable at these addresses (creates it if new).
     Known { id: NodeId, addrs: Vec<SocketAddr> },
     /// A successful contact at this time.

@@ -143,34 +143,6 @@ impl PeerTable {
         })
     }
 
-    /// Addresses for `id` learned from a peer's hints: added after the ones already known
-    /// (which were seen first-hand), up to the per-peer limit. `None` if nothing changed.
-    pub(crate) fn learned(&mut self, id: NodeId, addrs: &[SocketAddr], now: u64) -> Option<Change> {
-        if id == self.own_id {
-            return None;
-        }
-        let known = self.peers.get(&id);
-        let new: Vec<SocketAddr> = addrs
-            .iter()
-            .filter(|a| known.is_none_or(|e| !e.addresses.contains(a)))
-            .copied()
-            .collect();
-        if new.is_empty() || known.is_some_and(|e| e.addresses.len() >= MAX_ADDRS_PER_PEER) {
-            return None;
-        }
-        let evicted = self.make_room(id);
-        let entry = self.peers.entry(id).or_insert_with(|| Entry::new(now));
-        for addr in new {
-            if entry.addresses.len() < MAX_ADDRS_PER_PEER && !entry.addresses.contains(&addr) {
-                entry.addresses.push(addr);
-            }
-        }
-        Some(Change {
-            record: record(id, entry),
-            evicted,
-        })
-    }
-
     /// Connection `connection` to `id` came up (and replaced any earlier one). `None` for the
     /// node itself and for a connection already recorded.
     pub(crate) fn connected(
