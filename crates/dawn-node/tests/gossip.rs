@@ -230,3 +230,61 @@ async fn a_restarted_node_rejoins_through_the_peers_it_remembers() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn malformed_gossip_frames_are_counted_and_survived() {
+    use dawn_transport::{Transport, write_frame};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_builder(dir.path(), false).start().await.unwrap();
+    let key = dawn_crypto::SigningKey::generate().unwrap();
+    let rogue = Transport::bind(key, loopback(), TransportConfig::default()).unwrap();
+    let connection = rogue
+        .connect(node.node_id(), &[node.quic_addr()])
+        .await
+        .unwrap();
+    let (mut send, _recv) = connection
+        .open_stream(dawn_node::GOSSIP_PROTOCOL)
+        .await
+        .unwrap();
+    let bad: [&[u8]; 5] = [
+        &[0x07],                   // unknown tag
+        &[0x00, 0x01],             // message frame too short for its kind
+        &[0x01, 0x00],             // address hints naming no peer
+        &[0x01, 0x01, 0x00],       // truncated address hints
+        &[0x00, 0x01, 0x01, 0xff], // ForwardJoin with a malformed body
+    ];
+    for frame in bad {
+        write_frame(&mut send, frame, 1024).await.unwrap();
+    }
+    eventually(
+        Duration::from_secs(10),
+        "five misbehaviours counted",
+        || node.gossip_stats().misbehaviours >= 5,
+    )
+    .await;
+    assert_eq!(node.gossip_stats().frames_received, 5);
+
+    // The node still gossips: a well-behaved peer joins and receives a broadcast.
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = node_builder(dir_b.path(), false)
+        .bootstrap([bootstrap_to(&node)])
+        .start()
+        .await
+        .unwrap();
+    let mut deliveries = b.subscribe(TOPIC).await.unwrap();
+    eventually(Duration::from_secs(10), "b to join", || {
+        node.gossip_views().0.contains(&b.node_id())
+    })
+    .await;
+    node.broadcast(TOPIC, &b"still here"[..]).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&delivery.payload[..], b"still here");
+
+    rogue.close("done").await;
+    b.shutdown().await.unwrap();
+    node.shutdown().await.unwrap();
+}
