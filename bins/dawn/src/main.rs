@@ -346,12 +346,13 @@ fn format_peers(peers: &[PeerInfo], now: u64) -> String {
     let header = [
         "NODE ID",
         "STATE",
+        "VIEW",
         "DIRECTION",
         "ADDRESSES",
         "LAST SEEN",
         "FAILURES",
     ];
-    let rows: Vec<[String; 6]> = peers
+    let rows: Vec<[String; 7]> = peers
         .iter()
         .map(|p| {
             let addrs = if p.addresses.is_empty() {
@@ -375,6 +376,7 @@ fn format_peers(peers: &[PeerInfo], now: u64) -> String {
                     "disconnected"
                 }
                 .to_owned(),
+                p.view.map_or("-", |v| v.as_str()).to_owned(),
                 p.direction.map_or("-", |d| d.as_str()).to_owned(),
                 addrs,
                 ago(p.last_seen_unix_ms, now),
@@ -461,7 +463,7 @@ mod tests {
         let list: PeerList = serde_json::from_value(serde_json::json!({ "peers": [
             { "node_id": id, "addresses": ["127.0.0.1:7600"], "connected": true,
               "direction": "outbound", "first_seen_unix_ms": 1, "last_seen_unix_ms": 10_000,
-              "failures": 0, "bootstrap": true },
+              "failures": 0, "bootstrap": true, "view": "active" },
         ]}))
         .unwrap();
         let text = format_peers(&list.peers, 70_000);
@@ -469,7 +471,9 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("NODE ID"));
         assert!(
-            lines[1].contains("(bootstrap)  connected  outbound   127.0.0.1:7600  1m 0s ago  0"),
+            lines[1].contains(
+                "(bootstrap)  connected  active  outbound   127.0.0.1:7600  1m 0s ago  0"
+            ),
             "{text}"
         );
         assert_eq!(format_peers(&[], 0), "no peers\n");

@@ -137,7 +137,9 @@ fn id_status_and_peers_as_tables_and_json() {
     assert_eq!(lines.len(), 2, "{peers}");
     assert!(lines[0].starts_with("NODE ID"), "{peers}");
     assert!(lines[1].starts_with(&b), "{peers}");
-    assert!(lines[1].contains("connected  inbound"), "{peers}");
+    // The VIEW column between them depends on how far the gossip join has got.
+    assert!(lines[1].contains("  connected  "), "{peers}");
+    assert!(lines[1].contains("  inbound  "), "{peers}");
     assert!(
         lines[1].contains(&pair.b().quic_addr().to_string()),
         "{peers}"

@@ -242,6 +242,17 @@ pub enum View {
     Passive,
 }
 
+impl View {
+    /// `"active"` or `"passive"`, as in JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Passive => "passive",
+        }
+    }
+}
+
 /// Addresses learned from hints, bounded, least recently hinted evicted first.
 #[derive(Debug, Default)]
 struct AddressBook {
