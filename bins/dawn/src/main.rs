@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use dawn_node::{
-    ApiError, Config, NodeStatus, PeerInfo, PeerList, SimulationOptions, default_config_path,
+    ApiError, BroadcastReceipt, Config, Delivery, NodeStatus, PeerInfo, PeerList, RecentDeliveries,
+    SimulationOptions, default_config_path,
 };
 use serde::de::DeserializeOwned;
 
@@ -45,6 +46,19 @@ enum Command {
     Status,
     /// List the peers the node knows, connected ones first.
     Peers,
+    /// Broadcast a message on a gossip topic; prints its id.
+    Broadcast {
+        /// The topic (1 to 255 visible ASCII characters).
+        topic: String,
+        /// The message (UTF-8 text, at most 16 KiB).
+        message: String,
+    },
+    /// Show the node's recent deliveries on a gossip topic (the first call subscribes the node
+    /// to it).
+    Deliveries {
+        /// The topic.
+        topic: String,
+    },
     /// Start N real nodes on 127.0.0.1 in this process, join them through node 0, broadcast
     /// from several of them, and print who received each message and how fast.
     Simulate {
@@ -100,6 +114,27 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
         }
         Command::Simulate { .. } => {}
+        Command::Broadcast {
+            ref topic,
+            ref message,
+        } => {
+            let path = format!("/api/gossip/{}", encode_path(topic));
+            let (raw, receipt): (_, BroadcastReceipt) = client.post(&path, message.as_bytes())?;
+            if cli.json {
+                print_json(&raw)?;
+            } else {
+                println!("{}", receipt.message_id);
+            }
+        }
+        Command::Deliveries { ref topic } => {
+            let path = format!("/api/gossip/{}", encode_path(topic));
+            let (raw, recent): (_, RecentDeliveries) = client.get(&path)?;
+            if cli.json {
+                print_json(&raw)?;
+            } else {
+                print!("{}", format_deliveries(&recent.deliveries, now_unix_ms()));
+            }
+        }
         Command::Peers => {
             let (raw, list): (_, PeerList) = client.get("/api/peers")?;
             if cli.json {
@@ -137,6 +172,36 @@ fn simulate(nodes: usize, seed: Option<u64>, messages: u16) -> anyhow::Result<()
         bail!("not every node received every message");
     }
     Ok(())
+}
+
+/// Percent-encodes a topic for a URL path, keeping `/` and unreserved characters.
+fn encode_path(topic: &str) -> String {
+    let mut out = String::with_capacity(topic.len());
+    for b in topic.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn format_deliveries(deliveries: &[Delivery], now: u64) -> String {
+    if deliveries.is_empty() {
+        return "no deliveries\n".to_owned();
+    }
+    let mut out = String::new();
+    for d in deliveries {
+        out.push_str(&format!(
+            "{}  {}  {} hops  {}\n",
+            ago(Some(d.received_unix_ms), now),
+            d.origin.fmt_short(),
+            d.hops,
+            String::from_utf8_lossy(&d.payload).escape_debug()
+        ));
+    }
+    out
 }
 
 fn print_json(raw: &serde_json::Value) -> anyhow::Result<()> {
@@ -226,11 +291,31 @@ impl Client {
     /// GETs `path` and decodes it, returning the raw JSON too.
     fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<(serde_json::Value, T)> {
         let url = format!("{}{path}", self.base);
-        let mut response = self
+        let response = self.agent.get(&url).call();
+        self.decode(&url, response)
+    }
+
+    /// POSTs `body` as `application/octet-stream` to `path` and decodes the answer.
+    fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(serde_json::Value, T)> {
+        let url = format!("{}{path}", self.base);
+        let response = self
             .agent
-            .get(&url)
-            .call()
-            .map_err(|e| self.unreachable(&e))?;
+            .post(&url)
+            .header("Content-Type", "application/octet-stream")
+            .send(body);
+        self.decode(&url, response)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<(serde_json::Value, T)> {
+        let mut response = response.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let body = response
             .body_mut()

@@ -230,3 +230,56 @@ fn no_node_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn broadcast_and_deliveries_through_two_nodes() {
+    let home = tempfile::tempdir().unwrap();
+    let pair = Pair::start();
+    let url_a = pair.url();
+    let url_b = format!("http://{}", pair.b().http_addr().unwrap());
+    let topic = "cli/test?topic#1%";
+
+    // The first look subscribes b.
+    let none = stdout(&dawn(home.path(), &["--node", &url_b, "deliveries", topic]));
+    assert_eq!(none, "no deliveries\n");
+
+    // Wait until a and b are gossip neighbours, then broadcast from a.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pair.a().gossip_views().0.contains(&pair.b().node_id()) {
+        assert!(Instant::now() < deadline, "no gossip link");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let id = stdout(&dawn(
+        home.path(),
+        &["--node", &url_a, "broadcast", topic, "hello \"b\""],
+    ));
+    assert_eq!(id.trim().len(), 64, "{id}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let json: serde_json::Value = serde_json::from_str(&stdout(&dawn(
+            home.path(),
+            &["--node", &url_b, "--json", "deliveries", topic],
+        )))
+        .unwrap();
+        if let Some(first) = json["deliveries"].get(0) {
+            assert_eq!(first["message_id"], id.trim());
+            assert_eq!(first["payload"], "hello \"b\"");
+            assert_eq!(first["topic"], topic);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no delivery");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let table = stdout(&dawn(home.path(), &["--node", &url_b, "deliveries", topic]));
+    assert!(table.contains("1 hops  hello \\\"b\\\""), "{table}");
+
+    // A bad topic is the node's typed error, exit 1.
+    let bad = dawn(home.path(), &["--node", &url_a, "broadcast", "é", "x"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("invalid topic"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
