@@ -1,4 +1,5 @@
-//! `dawn`: asks a running Dawn node about itself and its peers, through its HTTP API.
+//! `dawn`: asks a running Dawn node about itself and its peers and gossips through it, over its
+//! HTTP API; `dawn simulate` runs many real nodes in one process and times broadcasts.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ const MAX_RESPONSE: u64 = 8 * 1024 * 1024;
 #[command(
     name = "dawn",
     version,
-    about = "Ask a running Dawn node about itself and its peers"
+    about = "Ask a running Dawn node about itself and its peers, gossip through it, or simulate a mesh"
 )]
 struct Cli {
     /// The node's HTTP API, as http://HOST:PORT. Default: DAWN_NODE, else the config file's
