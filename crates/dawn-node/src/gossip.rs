@@ -1206,6 +1206,72 @@ mod tests {
         assert_eq!(book.get(&first)[0], addr(10));
     }
 
+    #[tokio::test]
+    async fn a_slow_peer_costs_a_bounded_queue_and_the_excess_is_dropped() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let transport = Transport::bind(
+            key.clone(),
+            loopback,
+            dawn_transport::TransportConfig::default(),
+        )
+        .unwrap();
+        let me = transport.node_id();
+        let (gossip_shared, _commands) = GossipShared::new();
+        let shared = Arc::new(Shared::new(me, vec![loopback], gossip_shared));
+        let now = Instant::now();
+        let (failed_tx, _failed_rx) = mpsc::unbounded_channel();
+        let mut actor = Actor {
+            gossip: Gossip::new(key, GossipConfig::new(), 1, now, 0).unwrap(),
+            transport: transport.clone(),
+            shared: Arc::clone(&shared),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            senders: HashMap::new(),
+            next_generation: 0,
+            failed_tx,
+            topics: HashMap::new(),
+            max_frame: transport.config().max_frame_len,
+        };
+        // A peer whose writer never drains its queue.
+        let slow = node(3);
+        let (tx, mut rx) = mpsc::channel(SEND_QUEUE_FRAMES);
+        actor.senders.insert(
+            slow,
+            PeerSender {
+                tx,
+                budget: Arc::new(Semaphore::new(SEND_QUEUE_BYTES)),
+                generation: 1,
+                last_used: now,
+            },
+        );
+        let dropped = || shared.gossip.stats().send_dropped;
+
+        // By count: SEND_QUEUE_FRAMES small frames fit, the rest are dropped.
+        for _ in 0..SEND_QUEUE_FRAMES + 10 {
+            actor.enqueue(slow, Bytes::from_static(b"x"));
+        }
+        assert_eq!(dropped(), 10);
+
+        // By bytes: drain, then 1 MiB frames fit only while the 4 MiB budget lasts.
+        let mut held = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            held.push(item);
+        }
+        drop(held);
+        let big = Bytes::from(vec![0u8; 1 << 20]);
+        for _ in 0..6 {
+            actor.enqueue(slow, big.clone());
+        }
+        assert_eq!(dropped(), 12, "4 of 6 MiB-sized frames fit");
+        // Writing a frame returns its bytes to the budget.
+        let (_, permit) = rx.try_recv().unwrap();
+        drop(permit);
+        actor.enqueue(slow, big.clone());
+        assert_eq!(dropped(), 12);
+        transport.close("done").await;
+    }
+
     #[test]
     fn only_membership_messages_name_peers() {
         let (a, b) = (node(1), node(2));
