@@ -105,6 +105,9 @@ const MAX_SENDERS: usize = 512;
 /// Pending application commands.
 const COMMAND_QUEUE: usize = 64;
 
+/// How long leaving waits for the goodbyes to be written before shutdown goes on.
+const LEAVE_FLUSH: Duration = Duration::from_millis(250);
+
 /// A gossip operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -214,6 +217,10 @@ pub struct GossipStats {
     pub misbehaviours: u64,
     /// Peer addresses learned from address hints.
     pub addresses_learned: u64,
+    /// Neighbours lost without a goodbye (their connection or keepalives failed), as the
+    /// gossip core counts them.
+    #[serde(default)]
+    pub neighbor_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -225,6 +232,7 @@ struct Counters {
     send_dropped: AtomicU64,
     misbehaviours: AtomicU64,
     addresses_learned: AtomicU64,
+    neighbor_failures: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -368,6 +376,7 @@ impl GossipShared {
             send_dropped: get(&c.send_dropped),
             misbehaviours: get(&c.misbehaviours),
             addresses_learned: get(&c.addresses_learned),
+            neighbor_failures: get(&c.neighbor_failures),
         }
     }
 
@@ -412,6 +421,15 @@ impl GossipShared {
         rx.await.map_err(|_| GossipError::Stopped)?
     }
 
+    /// Leaves the overlay before shutdown: neighbours are told not to keep this node as a
+    /// passive peer. Best effort, bounded by [`LEAVE_FLUSH`] (plus a little).
+    pub(crate) async fn leave(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.command(Command::Leave { reply }).await.is_ok() {
+            let _ = tokio::time::timeout(LEAVE_FLUSH * 2, rx).await;
+        }
+    }
+
     async fn command(&self, command: Command) -> Result<(), GossipError> {
         self.commands
             .send(command)
@@ -432,6 +450,9 @@ pub(crate) enum Command {
         payload: Bytes,
         reply: oneshot::Sender<Result<MessageId, GossipError>>,
     },
+    /// Say goodbye to every neighbour; answered once the goodbyes are written (or after
+    /// [`LEAVE_FLUSH`]).
+    Leave { reply: oneshot::Sender<()> },
 }
 
 /// A frame read from a peer, holding its share of the inbound byte budget.
@@ -678,7 +699,13 @@ impl Actor {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 () = sleep => self.gossip.handle_timeout(Instant::now()),
-                Some(command) = commands.recv() => self.command(command),
+                Some(command) = commands.recv() => match command {
+                    Command::Leave { reply } => {
+                        self.leave().await;
+                        let _ = reply.send(());
+                    }
+                    command => self.command(command),
+                },
                 Some(frame) = inbound.recv() => self.inbound(frame).await,
                 Some(stop) = failed.recv() => self.send_failed(stop),
                 event = events.recv() => match event {
@@ -701,9 +728,28 @@ impl Actor {
         debug!("gossip stopped");
     }
 
+    /// Sends the goodbyes and waits until every send queue is empty (or [`LEAVE_FLUSH`]).
+    async fn leave(&mut self) {
+        self.gossip.leave(Instant::now());
+        self.drain().await;
+        let deadline = tokio::time::Instant::now() + LEAVE_FLUSH;
+        while tokio::time::Instant::now() < deadline
+            && self
+                .senders
+                .values()
+                .any(|s| s.budget.available_permits() < SEND_QUEUE_BYTES)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
+            Command::Leave { reply } => {
+                self.gossip.leave(now);
+                let _ = reply.send(());
+            }
             Command::Subscribe { topic, reply } => {
                 let result = self.gossip.subscribe(now, topic.clone()).map(|_| {
                     self.topics
@@ -796,6 +842,12 @@ impl Actor {
         while let Some(event) = self.gossip.poll_event() {
             self.event(event).await;
         }
+        let failures = self.gossip.stats().neighbor_failures;
+        self.shared
+            .gossip
+            .counters
+            .neighbor_failures
+            .store(failures, Ordering::Relaxed);
         let mut views = lock(&self.shared.gossip.views);
         views.active = self.gossip.active_view();
         views.passive = self.gossip.passive_view().to_vec();

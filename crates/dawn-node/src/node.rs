@@ -595,6 +595,8 @@ impl Node {
     async fn shutdown_inner(&mut self) -> Result<(), NodeError> {
         info!("shutting down");
         let inner = Arc::clone(&self.inner);
+        // Tell the gossip neighbours first, while the transport is still up.
+        inner.shared.gossip.leave().await;
         inner.cancel.cancel();
         inner.tasks.close();
         let mut failure = None;

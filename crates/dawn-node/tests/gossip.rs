@@ -288,3 +288,28 @@ async fn malformed_gossip_frames_are_counted_and_survived() {
     b.shutdown().await.unwrap();
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_shuts_down_says_goodbye() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node_builder(dir_a.path(), false).start().await.unwrap();
+    let b = node_builder(dir_b.path(), false)
+        .bootstrap([bootstrap_to(&a)])
+        .start()
+        .await
+        .unwrap();
+    let b_id = b.node_id();
+    eventually(Duration::from_secs(10), "a and b to be neighbours", || {
+        a.gossip_views().0.contains(&b_id)
+    })
+    .await;
+    b.shutdown().await.unwrap();
+    // b left rather than failed: a keeps it in neither view and counts no failure.
+    eventually(Duration::from_secs(5), "a to forget b", || {
+        let (active, passive) = a.gossip_views();
+        !active.contains(&b_id) && !passive.contains(&b_id)
+    })
+    .await;
+    assert_eq!(a.gossip_stats().neighbor_failures, 0);
+    a.shutdown().await.unwrap();
+}
