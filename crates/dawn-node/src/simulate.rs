@@ -90,6 +90,9 @@ pub struct SimulationReport {
     pub settled: bool,
     /// Mean active-view size when broadcasting began.
     pub mean_active: f64,
+    /// Mean and largest number of open connections per node when broadcasting began (node 0,
+    /// everyone's bootstrap peer, included).
+    pub connections: (f64, usize),
     /// One entry per broadcast.
     pub messages: Vec<MessageReport>,
     /// Deliveries over all broadcasts, and how many were expected.
@@ -112,13 +115,15 @@ impl fmt::Display for SimulationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} nodes (seed {}): started in {:.0} ms, views settled in {:.0} ms{}, mean active view {:.1}",
+            "{} nodes (seed {}): started in {:.0} ms, views settled in {:.0} ms{}, mean active view {:.1}, connections per node mean {:.1} max {}",
             self.nodes,
             self.seed,
             ms(self.startup),
             ms(self.settle),
             if self.settled { "" } else { " (not settled)" },
             self.mean_active,
+            self.connections.0,
+            self.connections.1,
         )?;
         for (i, m) in self.messages.iter().enumerate() {
             writeln!(
@@ -296,6 +301,11 @@ async fn run(
     };
     let settle = settle_started.elapsed();
     let mean_active = last.iter().map(Vec::len).sum::<usize>() as f64 / nodes.len() as f64;
+    let counts: Vec<usize> = nodes.iter().map(|n| n.status().peer_count).collect();
+    let connections = (
+        counts.iter().sum::<usize>() as f64 / nodes.len() as f64,
+        counts.iter().copied().max().unwrap_or(0),
+    );
 
     // Broadcast from distinct origins chosen by the seed.
     let mut rng = SplitMix(seed);
@@ -367,6 +377,7 @@ async fn run(
         settle,
         settled,
         mean_active,
+        connections,
         totals: (total, expected * sent.len()),
         messages,
     })
