@@ -35,9 +35,11 @@
 //!   Plumtree's lazy announcements, grafts and anti-entropy recover lost broadcasts, and a
 //!   slow peer only ever costs that much memory. A peer whose stream or dial fails has its
 //!   queue dropped; if it is no longer connected the core is told ([`Gossip::peer_down`]).
-//! - **Inbound:** frames larger than the transport's frame limit are refused before they are
-//!   buffered; frames waiting for the actor hold at most [`INBOUND_BYTES`] bytes in total, and
-//!   a full queue stops reading (QUIC flow control pushes back on the senders).
+//! - **Inbound:** a peer may have two gossip streams open at once (one, plus an old one while
+//!   a connection is replaced); more are stopped. A frame declaring more than the transport's
+//!   frame limit ends its stream; a frame's payload is only read once the inbound budget of
+//!   [`INBOUND_BYTES`] (all peers together, held until the actor has handled the frame) has
+//!   room for it, so a flood waits in QUIC flow control rather than in memory.
 //! - Subscribers get a bounded channel each ([`SUBSCRIBER_QUEUE`]); one that falls behind
 //!   misses deliveries rather than holding memory.
 
@@ -54,7 +56,7 @@ use dawn_gossip::{
     GossipMessage, MessageId, MisbehaviourKind, SubscribeError, Topic, TopicError, Transmit,
 };
 use dawn_identity::NodeId;
-use dawn_transport::{IncomingStream, Transport, TransportEvent, read_frame, write_frame};
+use dawn_transport::{IncomingStream, RecvStream, Transport, TransportEvent, write_frame};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -513,6 +515,7 @@ pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
     let budget = Arc::new(Semaphore::new(INBOUND_BYTES));
     let max_frame = context.transport.config().max_frame_len;
     let reader_cancel = context.cancel.clone();
+    let open = Arc::new(Mutex::new(HashMap::new()));
     let registered = context
         .transport
         .register_stream_handler(GOSSIP_PROTOCOL, move |stream| {
@@ -520,6 +523,7 @@ pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
                 stream,
                 inbound_tx.clone(),
                 Arc::clone(&budget),
+                Arc::clone(&open),
                 max_frame,
                 reader_cancel.clone(),
             )
@@ -554,22 +558,110 @@ pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
     Ok(())
 }
 
+/// Inbound gossip streams open per peer; more are refused. A peer needs one (and briefly two
+/// while a connection is replaced).
+const MAX_INBOUND_STREAMS_PER_PEER: usize = 2;
+
+/// Counts a peer's open inbound gossip streams; the slot is released on drop.
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<NodeId, usize>>>,
+    peer: NodeId,
+}
+
+impl StreamSlot {
+    fn take(open: &Arc<Mutex<HashMap<NodeId, usize>>>, peer: NodeId) -> Option<Self> {
+        let mut map = lock(open);
+        let count = map.entry(peer).or_default();
+        if *count >= MAX_INBOUND_STREAMS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            open: Arc::clone(open),
+            peer,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.open);
+        if let Some(count) = map.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Why an inbound frame could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The declared length is over the limit.
+    #[error(transparent)]
+    Frame(#[from] dawn_wire::FrameError),
+    /// The stream failed or ended inside a frame.
+    #[error("{0}")]
+    Stream(String),
+    /// The node is stopping.
+    #[error("stopping")]
+    Stopped,
+}
+
+/// Reads one frame: the header first, then the payload only once the inbound budget has room
+/// for it, so a flood of large frames waits instead of being buffered.
+async fn read_budgeted(
+    recv: &mut RecvStream,
+    budget: &Arc<Semaphore>,
+    max_frame: usize,
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, ReadError> {
+    let mut header = [0u8; dawn_wire::FRAME_HEADER_LEN];
+    let mut filled = 0;
+    while filled < header.len() {
+        let rest = header.get_mut(filled..).unwrap_or_default();
+        match recv.read(rest).await {
+            Ok(Some(n)) => filled += n,
+            Ok(None) if filled == 0 => return Ok(None),
+            Ok(None) => return Err(ReadError::Stream("stream ended inside a frame".into())),
+            Err(error) => return Err(ReadError::Stream(error.to_string())),
+        }
+    }
+    let len = dawn_wire::decode_frame_header(header, max_frame)?;
+    let cost = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
+    let permit = Arc::clone(budget)
+        .acquire_many_owned(cost)
+        .await
+        .map_err(|_| ReadError::Stopped)?;
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(|error| ReadError::Stream(error.to_string()))?;
+    Ok(Some((Bytes::from(payload), permit)))
+}
+
 /// Reads frames from one inbound gossip stream into the actor's queue.
 async fn read_stream(
     stream: IncomingStream,
     inbound: mpsc::Sender<Inbound>,
     budget: Arc<Semaphore>,
+    open: Arc<Mutex<HashMap<NodeId, usize>>>,
     max_frame: usize,
     cancel: CancellationToken,
 ) {
     let from = stream.peer();
     let (_send, mut recv) = stream.into_parts();
+    let Some(_slot) = StreamSlot::take(&open, from) else {
+        debug!(peer = %from.fmt_short(), "too many gossip streams from one peer; refused");
+        let _ = recv.stop(dawn_transport::StreamCode::Unavailable.varint());
+        return;
+    };
     loop {
         let frame = tokio::select! {
             () = cancel.cancelled() => return,
-            frame = read_frame(&mut recv, max_frame) => frame,
+            frame = read_budgeted(&mut recv, &budget, max_frame) => frame,
         };
-        let frame = match frame {
+        let (frame, permit) = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(error) => {
@@ -577,12 +669,6 @@ async fn read_stream(
                 return;
             }
         };
-        let cost = u32::try_from(frame.len().max(1)).unwrap_or(u32::MAX);
-        let permit = tokio::select! {
-            () = cancel.cancelled() => return,
-            permit = Arc::clone(&budget).acquire_many_owned(cost) => permit,
-        };
-        let Ok(permit) = permit else { return };
         let inbound_frame = Inbound {
             from,
             frame,

@@ -265,6 +265,32 @@ async fn malformed_gossip_frames_are_counted_and_survived() {
     .await;
     assert_eq!(node.gossip_stats().frames_received, 5);
 
+    // A second stream from the same peer is read; a third at once is refused.
+    let (mut second, _r2) = connection
+        .open_stream(dawn_node::GOSSIP_PROTOCOL)
+        .await
+        .unwrap();
+    write_frame(&mut second, &[0x07], 1024).await.unwrap();
+    eventually(Duration::from_secs(10), "the second stream read", || {
+        node.gossip_stats().frames_received == 6
+    })
+    .await;
+    let (mut third, _r3) = connection
+        .open_stream(dawn_node::GOSSIP_PROTOCOL)
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if write_frame(&mut third, &[0x07], 1024).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the third stream was not refused");
+    assert_eq!(node.gossip_stats().frames_received, 6);
+
     // The node still gossips: a well-behaved peer joins and receives a broadcast.
     let dir_b = tempfile::tempdir().unwrap();
     let b = node_builder(dir_b.path(), false)
