@@ -1452,5 +1452,31 @@ mod tests {
             let frame = encode_hints(&hints);
             prop_assert_eq!(decode_hints(&frame[1..]).unwrap(), hints);
         }
+
+        #[test]
+        fn mutated_hints_decode_strictly_or_not_at_all(index in 0usize..200, value in any::<u8>()) {
+            let valid = encode_hints(&[
+                (node(1), vec!["127.0.0.1:4000".parse().unwrap(), "[::1]:9".parse().unwrap()]),
+                (node(2), vec!["10.1.2.3:7600".parse().unwrap()]),
+            ]);
+            let mut bytes = valid[1..].to_vec();
+            let index = index % bytes.len();
+            bytes[index] = value;
+            if let Ok(hints) = decode_hints(&bytes) {
+                let frame = encode_hints(&hints);
+                prop_assert_eq!(&frame[1..], &bytes[..]);
+            }
+        }
+
+        #[test]
+        fn any_bytes_decode_strictly_or_not_at_all(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256)
+        ) {
+            // Never panics; whatever decodes encodes back to the same bytes (one encoding).
+            if let Ok(hints) = decode_hints(&bytes) {
+                let frame = encode_hints(&hints);
+                prop_assert_eq!(&frame[1..], &bytes[..]);
+            }
+        }
     }
 }
