@@ -110,6 +110,10 @@ const COMMAND_QUEUE: usize = 64;
 /// How long leaving waits for the goodbyes to be written before shutdown goes on.
 const LEAVE_FLUSH: Duration = Duration::from_millis(250);
 
+/// After the peers acknowledged the goodbyes, how long they get to read them before the
+/// connections close (a close discards what a peer has received but not yet read).
+const LEAVE_GRACE: Duration = Duration::from_millis(30);
+
 /// A gossip operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -490,7 +494,35 @@ pub(crate) struct GossipContext {
     pub(crate) tasks: TaskTracker,
     pub(crate) events: broadcast::Receiver<TransportEvent>,
     pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) inbound: GossipInbound,
     pub(crate) join: Vec<NodeId>,
+}
+
+/// Frames read from peers' gossip streams, waiting for the actor.
+pub(crate) struct GossipInbound(mpsc::Receiver<Inbound>);
+
+/// Registers the gossip stream handler. Called right after the transport is bound, before
+/// anything can connect, so that no peer's stream is refused as an unknown protocol; frames
+/// wait in the returned queue until [`start`] runs the actor.
+pub(crate) fn listen(transport: &Transport, cancel: CancellationToken) -> GossipInbound {
+    let (inbound_tx, inbound_rx) = mpsc::channel(SEND_QUEUE_FRAMES * 4);
+    let budget = Arc::new(Semaphore::new(INBOUND_BYTES));
+    let max_frame = transport.config().max_frame_len;
+    let open = Arc::new(Mutex::new(HashMap::new()));
+    let registered = transport.register_stream_handler(GOSSIP_PROTOCOL, move |stream| {
+        read_stream(
+            stream,
+            inbound_tx.clone(),
+            Arc::clone(&budget),
+            Arc::clone(&open),
+            max_frame,
+            cancel.clone(),
+        )
+    });
+    if let Err(error) = registered {
+        warn!(%error, "gossip stream handler already registered");
+    }
+    GossipInbound(inbound_rx)
 }
 
 /// Registers the gossip stream handler and starts the actor.
@@ -511,26 +543,7 @@ pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
         now,
         now_unix_ms(),
     )?;
-    let (inbound_tx, inbound_rx) = mpsc::channel(SEND_QUEUE_FRAMES * 4);
-    let budget = Arc::new(Semaphore::new(INBOUND_BYTES));
     let max_frame = context.transport.config().max_frame_len;
-    let reader_cancel = context.cancel.clone();
-    let open = Arc::new(Mutex::new(HashMap::new()));
-    let registered = context
-        .transport
-        .register_stream_handler(GOSSIP_PROTOCOL, move |stream| {
-            read_stream(
-                stream,
-                inbound_tx.clone(),
-                Arc::clone(&budget),
-                Arc::clone(&open),
-                max_frame,
-                reader_cancel.clone(),
-            )
-        });
-    if let Err(error) = registered {
-        warn!(%error, "gossip stream handler already registered");
-    }
     let (failed_tx, failed_rx) = mpsc::unbounded_channel();
     let actor = Actor {
         gossip,
@@ -549,7 +562,7 @@ pub(crate) fn start(context: GossipContext) -> Result<(), GossipConfigError> {
             .run(
                 context.events,
                 context.commands,
-                inbound_rx,
+                context.inbound.0,
                 failed_rx,
                 context.join,
             )
@@ -733,7 +746,11 @@ async fn send_loop(
             next = rx.recv() => next,
         };
         let Some((frame, _permit)) = next else {
-            let _ = send.finish();
+            // The queue was closed (the peer left the table, or the node is leaving): finish
+            // the stream and give the peer a moment to acknowledge what was written.
+            if send.finish().is_ok() && !cancel.is_cancelled() {
+                let _ = tokio::time::timeout(LEAVE_FLUSH, send.stopped()).await;
+            }
             return;
         };
         if let Err(error) = write_frame(&mut send, &frame, max_frame).await {
@@ -787,7 +804,7 @@ impl Actor {
                 () = sleep => self.gossip.handle_timeout(Instant::now()),
                 Some(command) = commands.recv() => match command {
                     Command::Leave { reply } => {
-                        self.leave().await;
+                        self.leave(&mut failed).await;
                         let _ = reply.send(());
                     }
                     command => self.command(command),
@@ -798,7 +815,13 @@ impl Actor {
                     Ok(TransportEvent::Connected(connection)) => {
                         self.gossip.peer_up(Instant::now(), connection.peer());
                     }
-                    Ok(TransportEvent::Disconnected { peer, .. }) => self.peer_gone(peer),
+                    Ok(TransportEvent::Disconnected { peer, .. }) => {
+                        // Frames the peer sent before the close (a goodbye) come first.
+                        while let Ok(frame) = inbound.try_recv() {
+                            self.inbound(frame).await;
+                        }
+                        self.peer_gone(peer);
+                    }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let now = Instant::now();
@@ -814,19 +837,24 @@ impl Actor {
         debug!("gossip stopped");
     }
 
-    /// Sends the goodbyes and waits until every send queue is empty (or [`LEAVE_FLUSH`]).
-    async fn leave(&mut self) {
+    /// Sends the goodbyes, closes every send queue and waits (at most [`LEAVE_FLUSH`]) until
+    /// each stream is finished and its data acknowledged by the peer, so the goodbye arrives
+    /// before the connection closes.
+    async fn leave(&mut self, failed: &mut mpsc::UnboundedReceiver<SendFailed>) {
         self.gossip.leave(Instant::now());
         self.drain().await;
-        let deadline = tokio::time::Instant::now() + LEAVE_FLUSH;
-        while tokio::time::Instant::now() < deadline
-            && self
-                .senders
-                .values()
-                .any(|s| s.budget.available_permits() < SEND_QUEUE_BYTES)
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut waiting: Vec<u64> = self.senders.drain().map(|(_, s)| s.generation).collect();
+        if waiting.is_empty() {
+            return;
         }
+        let deadline = tokio::time::Instant::now() + LEAVE_FLUSH;
+        while !waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, failed.recv()).await {
+                Ok(Some(stop)) => waiting.retain(|g| *g != stop.generation),
+                _ => break,
+            }
+        }
+        tokio::time::sleep(LEAVE_GRACE).await;
     }
 
     fn command(&mut self, command: Command) {

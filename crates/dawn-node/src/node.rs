@@ -311,6 +311,9 @@ impl NodeBuilder {
                 });
             }
         };
+        // The gossip stream handler goes in before anything can connect.
+        let cancel = CancellationToken::new();
+        let gossip_inbound = gossip::listen(&transport, cancel.clone());
         let (gossip_shared, gossip_commands) = GossipShared::new();
         let shared = Arc::new(Shared::new(node_id, vec![quic_addr], gossip_shared));
         let loaded = shared.table().load(records.into_iter().map(from_store));
@@ -342,7 +345,6 @@ impl NodeBuilder {
             let _ = shared.http_addr.set(addr);
         }
 
-        let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
         let writer = tokio::spawn(
@@ -409,6 +411,7 @@ impl NodeBuilder {
             tasks: tasks.clone(),
             events: gossip_events,
             commands: gossip_commands,
+            inbound: gossip_inbound,
             join,
         });
         if let Err(error) = started {
