@@ -7,6 +7,7 @@ use dawn_identity::NodeId;
 use serde::{Deserialize, Serialize};
 
 use crate::gossip::{Delivery, GossipStats, View};
+use dawn_gossip::MessageId;
 
 /// `GET /api/status`: who this node is and how it is doing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,8 +101,9 @@ pub struct PeerList {
 pub struct BroadcastReceipt {
     /// The topic.
     pub topic: String,
-    /// The message id (hex).
-    pub message_id: String,
+    /// The message id (64 hex digits in JSON).
+    #[serde(with = "crate::gossip::message_id_serde")]
+    pub message_id: MessageId,
 }
 
 /// `GET /api/gossip/{topic}`: recent deliveries, oldest first.

@@ -140,8 +140,9 @@ pub struct Delivery {
     pub topic: String,
     /// The node that signed and broadcast it.
     pub origin: NodeId,
-    /// Its id (hex).
-    pub message_id: String,
+    /// Its id (64 hex digits in JSON).
+    #[serde(with = "message_id_serde")]
+    pub message_id: MessageId,
     /// The payload.
     #[serde(with = "payload_serde")]
     pub payload: Bytes,
@@ -151,6 +152,30 @@ pub struct Delivery {
     pub timestamp_ms: u64,
     /// When it arrived here (milliseconds since the Unix epoch).
     pub received_unix_ms: u64,
+}
+
+/// Message ids appear in JSON as 64 lowercase hex digits.
+pub(crate) mod message_id_serde {
+    use dawn_gossip::{MESSAGE_ID_LEN, MessageId};
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(id: &MessageId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MessageId, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut bytes = [0u8; MESSAGE_ID_LEN];
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if text.len() != MESSAGE_ID_LEN * 2 || !text.bytes().all(lower_hex) {
+            return Err(D::Error::custom("a message id is 64 lowercase hex digits"));
+        }
+        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).map_err(D::Error::custom)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(D::Error::custom)?;
+        }
+        Ok(MessageId::from_bytes(bytes))
+    }
 }
 
 /// Payloads appear in JSON as UTF-8 text (lossy).
@@ -1105,7 +1130,7 @@ impl Actor {
                 let delivery = Delivery {
                     topic: topic.as_str().to_owned(),
                     origin,
-                    message_id: hex(message_id.as_bytes()),
+                    message_id,
                     payload,
                     hops,
                     timestamp_ms,
@@ -1436,6 +1461,26 @@ mod tests {
         actor.enqueue(slow, big.clone());
         assert_eq!(dropped(), 12);
         transport.close("done").await;
+    }
+
+    #[test]
+    fn message_ids_are_64_lowercase_hex_digits_in_json() {
+        #[derive(Debug, Serialize, Deserialize)]
+        struct Wrap(#[serde(with = "message_id_serde")] MessageId);
+        let id = MessageId::from_bytes(core::array::from_fn(|i| i as u8 * 7));
+        let json = serde_json::to_string(&Wrap(id)).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(json.len(), 66);
+        assert_eq!(serde_json::from_str::<Wrap>(&json).unwrap().0, id);
+        for bad in [
+            "\"\"".to_owned(),
+            format!("\"{}\"", &id.to_string()[1..]),
+            format!("\"{}\"", id.to_string().to_uppercase()),
+            format!("\"{}g\"", &id.to_string()[1..]),
+            format!("\"{id}0\""),
+        ] {
+            assert!(serde_json::from_str::<Wrap>(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

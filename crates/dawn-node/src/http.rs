@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::api::{ApiError, BroadcastReceipt, NodeStatus, PeerInfo, PeerList, RecentDeliveries};
-use crate::gossip::{GossipError, hex};
+use crate::gossip::GossipError;
 use crate::node::Shared;
 use crate::peers::now_unix_ms;
 
@@ -207,7 +207,7 @@ async fn broadcast(
                 StatusCode::ACCEPTED,
                 axum::Json(BroadcastReceipt {
                     topic,
-                    message_id: hex(id.as_bytes()),
+                    message_id: id,
                 }),
             )
                 .into_response();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dawn_gossip::MessageId;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -177,7 +178,7 @@ impl Drop for TempRoot {
     }
 }
 
-type Arrivals = Arc<Mutex<HashMap<String, Vec<(Instant, u16)>>>>;
+type Arrivals = Arc<Mutex<HashMap<MessageId, Vec<(Instant, u16)>>>>;
 
 /// Starts `options.nodes` real nodes on 127.0.0.1 (ephemeral ports, development-mode keys,
 /// data in a temporary directory, no HTTP), every node bootstrapping from node 0; waits until
@@ -314,7 +315,7 @@ async fn run(
         let j = usize::try_from(rng.next() % (i as u64 + 1)).unwrap_or(0);
         order.swap(i, j);
     }
-    let mut sent: Vec<(usize, String, Instant)> = Vec::with_capacity(options.messages);
+    let mut sent: Vec<(usize, MessageId, Instant)> = Vec::with_capacity(options.messages);
     for k in 0..options.messages {
         let origin = order.get(k % order.len()).copied().unwrap_or(0);
         let Some(node) = nodes.get(origin) else {
@@ -326,7 +327,7 @@ async fn run(
             .broadcast(TOPIC, payload)
             .await
             .map_err(|e| NodeError::Simulation(e.to_string()))?;
-        sent.push((origin, crate::gossip::hex(id.as_bytes()), at));
+        sent.push((origin, id, at));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

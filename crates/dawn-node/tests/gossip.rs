@@ -87,6 +87,7 @@ async fn twenty_nodes_receive_every_broadcast() {
 
     // Broadcasts from three origins, one of them through the HTTP API.
     let mut expected: HashMap<String, (NodeId, Vec<u8>)> = HashMap::new();
+    // Keyed by the hex form, as JSON shows it.
     for origin in [0, 7, NODES - 1] {
         let payload = format!("hello from {origin}").into_bytes();
         let id = nodes[origin]
@@ -94,6 +95,7 @@ async fn twenty_nodes_receive_every_broadcast() {
             .await
             .unwrap();
         let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(id.to_string(), hex);
         expected.insert(hex, (nodes[origin].node_id(), payload));
     }
     let http = nodes[0].http_addr().unwrap();
@@ -117,11 +119,12 @@ async fn twenty_nodes_receive_every_broadcast() {
             let mut got = HashSet::new();
             while got != want {
                 let delivery = sub.recv().await.unwrap();
-                let (origin, payload) = &expected[&delivery.message_id];
+                let id = delivery.message_id.to_string();
+                let (origin, payload) = &expected[&id];
                 assert_eq!(delivery.origin, *origin);
                 assert_eq!(&delivery.payload[..], &payload[..]);
                 assert_eq!(delivery.topic, TOPIC);
-                assert!(got.insert(delivery.message_id), "delivered twice");
+                assert!(got.insert(id), "delivered twice");
             }
         })
     });
