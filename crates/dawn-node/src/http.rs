@@ -339,6 +339,10 @@ fn render_page(status: &NodeStatus, peers: &[PeerInfo], now_ms: u64) -> String {
             (true, None) => "connected".to_owned(),
             (false, _) => "disconnected".to_owned(),
         };
+        let state = match peer.view {
+            Some(view) => format!("{state}, gossip {}", view.as_str()),
+            None => state,
+        };
         let addrs = peer
             .addresses
             .iter()
