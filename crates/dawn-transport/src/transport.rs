@@ -905,17 +905,7 @@ impl Inner {
                 Ok(Err(failure)) => return Err(ConnectError::from_hello(failure)),
                 Ok(Ok(hello)) => hello,
             };
-        let connection = Connection::new(Established {
-            id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
-            quic,
-            local: self.node_id,
-            peer,
-            direction: Direction::Outbound,
-            version,
-            peer_hello,
-            max_frame_len: self.config.max_frame_len,
-            request_timeout: self.config.request_timeout,
-        });
+        let connection = self.new_connection(quic, peer, Direction::Outbound, version, peer_hello);
         self.establish(connection, permit)
             .ok_or(ConnectError::Closed)
     }
@@ -973,19 +963,32 @@ impl Inner {
                 Ok(Err(failure)) => return Err(AcceptError::from_hello(failure)),
                 Ok(Ok(hello)) => hello,
             };
-        let connection = Connection::new(Established {
+        let connection = self.new_connection(quic, peer, Direction::Inbound, version, peer_hello);
+        self.establish(connection, permit)
+            .ok_or(AcceptError::Closed)
+    }
+
+    /// Wraps a connection that passed the handshake and the `Hello` exchange, with this
+    /// transport's id counter and limits.
+    fn new_connection(
+        &self,
+        quic: quinn::Connection,
+        peer: NodeId,
+        direction: Direction,
+        version: u16,
+        peer_hello: Hello,
+    ) -> Connection {
+        Connection::new(Established {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             quic,
             local: self.node_id,
             peer,
-            direction: Direction::Inbound,
+            direction,
             version,
             peer_hello,
             max_frame_len: self.config.max_frame_len,
             request_timeout: self.config.request_timeout,
-        });
-        self.establish(connection, permit)
-            .ok_or(AcceptError::Closed)
+        })
     }
 
     /// Pools a new connection and starts serving it; returns the connection callers should
