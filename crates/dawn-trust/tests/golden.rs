@@ -24,52 +24,21 @@ fn node(seed: u8) -> NodeId {
     key(seed).verifying_key().into()
 }
 
-fn hex_lines(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for line in hex::encode(bytes).as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap());
-        out.push('\n');
-    }
-    out
-}
-
-fn parse(text: &str) -> Vec<u8> {
-    let hex: String = text
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
-        .collect();
-    hex::decode(hex).unwrap()
-}
-
 fn bless() -> bool {
-    std::env::var_os("DAWN_BLESS").is_some_and(|v| v == "1")
+    dawn_golden::bless()
 }
 
 fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
+    dawn_golden::path(env!("CARGO_MANIFEST_DIR"), name)
 }
 
-/// Compares `bytes` with the golden file `name.hex`, or rewrites it under `DAWN_BLESS=1`.
+fn parse(text: &str) -> Vec<u8> {
+    dawn_golden::parse(text).unwrap()
+}
+
+/// Compares `bytes` with the golden file `name`, or rewrites it under `DAWN_BLESS=1`.
 fn golden(name: &str, description: &str, bytes: &[u8]) -> Option<String> {
-    let path = path(&format!("{name}.hex"));
-    if bless() {
-        std::fs::write(&path, format!("# {description}\n{}", hex_lines(bytes))).unwrap();
-        return None;
-    }
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Some(format!("{name}: {} is missing", path.display()));
-    };
-    let want = parse(&text);
-    (want != bytes).then(|| {
-        format!(
-            "{name}: encoding changed\n  golden:  {}\n  current: {}",
-            hex::encode(&want),
-            hex::encode(bytes)
-        )
-    })
+    dawn_golden::check(env!("CARGO_MANIFEST_DIR"), name, description, bytes)
 }
 
 /// The golden entry: seq 41 after a given head, every subject field set.
