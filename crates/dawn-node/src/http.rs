@@ -26,12 +26,14 @@ use crate::peers::now_unix_ms;
 /// and so the payload of `POST /api/gossip/{topic}`.
 pub(crate) const MAX_REQUEST_BODY: usize = 16 * 1024;
 
+/// State shared by every HTTP handler. Modules that serve their own routes build a
+/// `Router<AppState>` and `merge` it in [`router`].
 #[derive(Clone)]
-struct AppState {
-    shared: Arc<Shared>,
+pub(crate) struct AppState {
+    pub(crate) shared: Arc<Shared>,
     /// Accept only loopback `Host` headers (the server is bound to loopback): a web page on
     /// another origin cannot reach the API through DNS rebinding.
-    loopback_hosts_only: bool,
+    pub(crate) loopback_hosts_only: bool,
 }
 
 pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
