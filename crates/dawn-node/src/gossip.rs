@@ -252,6 +252,20 @@ pub struct GossipStats {
     /// gossip core counts them.
     #[serde(default)]
     pub neighbor_failures: u64,
+    /// Bytes of gossip frames received from peers (frame bodies, without the length prefix
+    /// and QUIC overhead).
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// Bytes of gossip frames written to peers (frame bodies, as `bytes_received`).
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Payload-carrying messages received that were already known, as the gossip core
+    /// counts them.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Messages dropped by the gossip core's inbound rate limit.
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 #[derive(Debug, Default)]
@@ -264,10 +278,18 @@ struct Counters {
     misbehaviours: AtomicU64,
     addresses_learned: AtomicU64,
     neighbor_failures: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    duplicates: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn add(counter: &AtomicU64, bytes: usize) {
+    counter.fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
 /// Which HyParView view a peer is in.
@@ -408,6 +430,10 @@ impl GossipShared {
             misbehaviours: get(&c.misbehaviours),
             addresses_learned: get(&c.addresses_learned),
             neighbor_failures: get(&c.neighbor_failures),
+            bytes_received: get(&c.bytes_received),
+            bytes_sent: get(&c.bytes_sent),
+            duplicates: get(&c.duplicates),
+            rate_limited: get(&c.rate_limited),
         }
     }
 
@@ -783,6 +809,7 @@ async fn send_loop(
             return;
         }
         bump(&shared.gossip.counters.frames_sent);
+        add(&shared.gossip.counters.bytes_sent, frame.len());
     }
 }
 
@@ -914,6 +941,7 @@ impl Actor {
 
     async fn inbound(&mut self, inbound: Inbound) {
         bump(&self.shared.gossip.counters.frames_received);
+        add(&self.shared.gossip.counters.bytes_received, inbound.frame.len());
         let from = inbound.from;
         let frame = &inbound.frame;
         match frame.first() {
@@ -981,12 +1009,15 @@ impl Actor {
         while let Some(event) = self.gossip.poll_event() {
             self.event(event).await;
         }
-        let failures = self.gossip.stats().neighbor_failures;
-        self.shared
-            .gossip
-            .counters
+        let core = self.gossip.stats();
+        let counters = &self.shared.gossip.counters;
+        counters
             .neighbor_failures
-            .store(failures, Ordering::Relaxed);
+            .store(core.neighbor_failures, Ordering::Relaxed);
+        counters.duplicates.store(core.duplicates, Ordering::Relaxed);
+        counters
+            .rate_limited
+            .store(core.rate_limited, Ordering::Relaxed);
         let mut views = lock(&self.shared.gossip.views);
         views.active = self.gossip.active_view();
         views.passive = self.gossip.passive_view().to_vec();

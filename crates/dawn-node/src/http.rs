@@ -47,6 +47,7 @@ pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/gossip/{*topic}", get(recent_gossip).post(broadcast))
+        .merge(crate::metrics::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))

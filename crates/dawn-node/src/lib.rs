@@ -92,9 +92,11 @@ mod error;
 mod gossip;
 mod http;
 mod identity;
+mod metrics;
 mod node;
 mod peers;
 mod simulate;
+mod trace;
 
 pub use crate::api::{
     ApiError, ApiErrorBody, BroadcastReceipt, Direction, NodeStatus, PeerInfo, PeerList,
@@ -112,10 +114,14 @@ pub use crate::gossip::{
     SUBSCRIBER_QUEUE, Subscription, View,
 };
 pub use crate::identity::{KEY_FILE_NAME, KeyState, inspect_key, key_path, read_passphrase_file};
+pub use crate::metrics::{
+    CallOutcome, METRICS_CONTENT_TYPE, MessageKind, Metrics, MetricsError,
+};
 pub use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME, Node, NodeBuilder};
 pub use crate::simulate::{
     MAX_SIMULATION_NODES, MessageReport, SimulationOptions, SimulationReport, simulate,
 };
+pub use crate::trace::{REQUEST_ID_FIELD, REQUEST_SPAN, RequestId, RequestIdError};
 pub use dawn_gossip::{Config as GossipConfig, MessageId, Topic};
 pub use dawn_identity::{NodeId, Passphrase};
 pub use dawn_transport::TransportConfig;

@@ -23,6 +23,7 @@ use crate::config::{BootstrapPeer, Config, DEFAULT_HTTP, DEFAULT_LISTEN};
 use crate::error::NodeError;
 use crate::gossip::{self, GossipContext, GossipError, GossipShared, GossipStats, Subscription};
 use crate::http;
+use crate::metrics::Metrics;
 use crate::identity::{KeyOutcome, key_path, load_or_create};
 use crate::peers::{Change, MAX_KNOWN_PEERS, PeerRecord, PeerTable, now_unix_ms};
 
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     http_addr: OnceLock<SocketAddr>,
     peers: Mutex<PeerTable>,
     pub(crate) gossip: GossipShared,
+    /// Recorded into by every module; `GET /metrics` renders it.
+    pub(crate) metrics: Metrics,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             http_addr: OnceLock::new(),
             peers: Mutex::new(PeerTable::new(node_id)),
             gossip,
+            metrics: Metrics::new(),
         }
     }
 
@@ -316,6 +320,7 @@ impl NodeBuilder {
         let gossip_inbound = gossip::listen(&transport, cancel.clone());
         let (gossip_shared, gossip_commands) = GossipShared::new();
         let shared = Arc::new(Shared::new(node_id, vec![quic_addr], gossip_shared));
+        shared.metrics.attach(&shared);
         let loaded = shared.table().load(records.into_iter().map(from_store));
 
         let http_listener = match self.http {
@@ -547,6 +552,13 @@ impl Node {
     #[must_use]
     pub fn gossip_stats(&self) -> GossipStats {
         self.inner.shared.gossip.stats()
+    }
+
+    /// The node's metrics, as `GET /metrics` renders them: record into it, or
+    /// [`encode`](Metrics::encode) it without HTTP.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.shared.metrics
     }
 
     /// The transport, for protocols layered on top (request handlers, raw streams).
