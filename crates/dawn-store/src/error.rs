@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use dawn_trust::AuditDecodeError;
 use rusqlite::ErrorCode;
 
 /// Anything that can go wrong opening or using a [`Store`](crate::Store).
@@ -125,6 +126,28 @@ pub enum StoreError {
     /// A time before 1970 or too far in the future to record in milliseconds.
     #[error("time is outside the range the store records (1970 onwards, in i64 milliseconds)")]
     TimeOutOfRange,
+    /// An audit entry given to [`AuditRepo::append_encoded`](crate::AuditRepo::append_encoded)
+    /// does not decode. Nothing was written.
+    #[error("invalid audit entry: {0}")]
+    InvalidAuditEntry(#[source] AuditDecodeError),
+    /// An audit entry does not continue the stored log: its `seq` is not the next one. The
+    /// caller's chain ran ahead of what was persisted (an earlier append failed) or behind it
+    /// (another writer appended); resume it from [`AuditRepo::head`](crate::AuditRepo::head).
+    /// Nothing was written.
+    #[error("audit entry {found} does not continue the stored log, which expects {expected} next")]
+    AuditOutOfSequence {
+        /// The `seq` the log expects next.
+        expected: u64,
+        /// The `seq` of the entry given.
+        found: u64,
+    },
+    /// An audit entry has the next `seq` but its `prev_hash` is not the hash of the last
+    /// stored entry: it belongs to another chain. Nothing was written.
+    #[error("audit entry {seq} does not chain to the last stored entry")]
+    AuditBrokenLink {
+        /// The entry's `seq`.
+        seq: u64,
+    },
 }
 
 /// An error reported by SQLite, kept opaque so the SQLite binding is not part of Dawn's API.

@@ -49,6 +49,7 @@
 //!
 //! Peers only. The on-disk schema is pinned by a golden test (`tests/golden/schema.sql`).
 
+mod audit;
 mod error;
 mod header;
 mod migrations;
@@ -56,6 +57,7 @@ mod peers;
 mod store;
 mod time;
 
+pub use crate::audit::{AuditIter, AuditRepo, MAX_AUDIT_RANGE};
 pub use crate::error::{SqliteError, StoreError};
 pub use crate::migrations::SCHEMA_VERSION;
 pub use crate::peers::{MAX_PEER_ADDRS, PeerRecord, PeerRepo};

@@ -11,7 +11,10 @@
 use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first. Index `i` takes the schema from version `i` to `i + 1`.
-static MIGRATIONS: &[M<'static>] = &[M::up(include_str!("migrations/0001_peers.sql"))];
+static MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("migrations/0001_peers.sql")),
+    M::up(include_str!("migrations/0002_audit.sql")),
+];
 
 /// The schema version this build creates and understands: the number of migrations it knows.
 #[allow(clippy::cast_possible_truncation)] // a handful of migrations, far below u32::MAX

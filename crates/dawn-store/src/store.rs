@@ -9,6 +9,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tracing::{info, instrument, warn};
 
+use crate::audit::AuditRepo;
 use crate::error::{StoreError, classify, is_corruption};
 use crate::header;
 use crate::migrations::{APPLICATION_ID, SCHEMA_VERSION, migrations};
@@ -135,6 +136,7 @@ struct Inner {
     conn: Mutex<Connection>,
     path: PathBuf,
     in_memory: bool,
+    synchronous: Synchronous,
 }
 
 impl fmt::Debug for Store {
@@ -292,6 +294,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 path,
                 in_memory,
+                synchronous: options.synchronous,
             }),
         })
     }
@@ -330,6 +333,13 @@ impl Store {
         PeerRepo::new(self)
     }
 
+    /// The audit log repository. Its appends are synced to disk (`synchronous = FULL`)
+    /// whatever [`StoreOptions::synchronous`] says.
+    #[must_use]
+    pub const fn audit(&self) -> AuditRepo<'_> {
+        AuditRepo::new(self)
+    }
+
     /// Takes the connection. A panic while it was held cannot have committed anything (a
     /// `rusqlite::Transaction` rolls back on drop), so the lock is taken back rather than
     /// poisoning every later call; a transaction left open by hand is rolled back.
@@ -344,6 +354,30 @@ impl Store {
             }
             conn
         })
+    }
+
+    /// Runs `f` on the connection with `PRAGMA synchronous = FULL`, then puts the store's own
+    /// setting back. `PRAGMA synchronous` is a per-connection setting that SQLite applies to
+    /// the next commit, so every commit `f` makes is synced to disk before it returns, while
+    /// the rest of the store keeps its cheaper default. If putting the setting back fails the
+    /// connection stays at `FULL`, which is only slower, so `f`'s result stands.
+    pub(crate) fn with_full_sync<T>(
+        &self,
+        conn: &mut Connection,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let default = self.inner.synchronous;
+        if default != Synchronous::Full {
+            conn.pragma_update(None, "synchronous", Synchronous::Full.pragma_value())
+                .map_err(self.err("setting synchronous"))?;
+        }
+        let result = f(conn);
+        if default != Synchronous::Full
+            && let Err(e) = conn.pragma_update(None, "synchronous", default.pragma_value())
+        {
+            warn!(error = %e, "restoring the synchronous setting failed; staying at FULL");
+        }
+        result
     }
 
     /// Maps an SQLite error from operation `op` on this store.
@@ -378,4 +412,35 @@ fn check_integrity(
         path: path.to_owned(),
         detail: findings.join("; "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn full_sync_holds_inside_and_the_default_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for (default, code) in [(Synchronous::Normal, 1), (Synchronous::Full, 2)] {
+            let options = StoreOptions::default().with_synchronous(default);
+            let store = Store::open_with(dir.path().join(format!("{code}.db")), &options).unwrap();
+            let mut conn = store.lock();
+            assert_eq!(synchronous(&conn), code);
+            let inside = store
+                .with_full_sync(&mut conn, |conn| Ok(synchronous(conn)))
+                .unwrap();
+            assert_eq!(inside, 2, "FULL (2) inside, default {default:?}");
+            assert_eq!(synchronous(&conn), code);
+            // An error from the closure is returned and the default still comes back.
+            let failed: Result<(), _> =
+                store.with_full_sync(&mut conn, |_| Err(StoreError::TimeOutOfRange));
+            assert!(matches!(failed, Err(StoreError::TimeOutOfRange)));
+            assert_eq!(synchronous(&conn), code);
+        }
+    }
 }

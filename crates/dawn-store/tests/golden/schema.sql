@@ -1,5 +1,25 @@
--- user_version = 1
+-- user_version = 2
 -- application_id = 1147238254
+
+-- index audit_log_by_peer
+CREATE INDEX audit_log_by_peer ON audit_log (peer, seq) WHERE peer IS NOT NULL;
+
+-- index audit_log_by_time
+CREATE INDEX audit_log_by_time ON audit_log (timestamp_ms);
+
+-- table audit_log
+CREATE TABLE audit_log (
+    -- The entry's sequence number: 0 for the first, then one more for each (no gaps).
+    seq          INTEGER NOT NULL PRIMARY KEY CHECK (seq >= 0),
+    -- The entry's timestamp, Unix milliseconds.
+    timestamp_ms INTEGER NOT NULL CHECK (timestamp_ms >= 0),
+    -- The entry's kind code (AuditKind::code).
+    kind         INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 65535),
+    -- The subject's peer (a NodeId), NULL if the entry names none.
+    peer         BLOB    CHECK (peer IS NULL OR length(peer) = 32),
+    -- The signed encoding, at most MAX_AUDIT_ENTRY_LEN (1374) bytes.
+    entry        BLOB    NOT NULL CHECK (length(entry) BETWEEN 1 AND 1374)
+) STRICT;
 
 -- table peers
 CREATE TABLE peers (
@@ -16,3 +36,15 @@ CREATE TABLE peers (
     -- The last failed contact, NULL if never.
     last_failure INTEGER CHECK (last_failure >= 0)
 ) STRICT, WITHOUT ROWID;
+
+-- trigger audit_log_no_delete
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+
+-- trigger audit_log_no_update
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
