@@ -148,6 +148,57 @@ pub enum StoreError {
         /// The entry's `seq`.
         seq: u64,
     },
+    /// A sealed value did not open: it was altered, copied from another row, or sealed with
+    /// another node key. The row is left in place; no part of it is returned.
+    #[error("cannot decrypt the value of {key} in table {table}: wrong key, or tampered or moved")]
+    Decrypt {
+        /// The table the value is in.
+        table: &'static str,
+        /// The row's key: printable text as it is, anything else as hex (cut to 64 bytes).
+        key: String,
+    },
+    /// The operating system could not supply random bytes for a nonce. Nothing was written.
+    #[error("no randomness for encryption: {0}")]
+    Randomness(#[source] dawn_crypto::RngError),
+    /// A trust record does not encode, or what it encodes does not decode back (a score
+    /// outside `[0, 1]`, duplicate recommenders). Nothing was written.
+    #[error("invalid trust record: {0}")]
+    InvalidTrustRecord(#[source] dawn_trust::RestoreError),
+    /// A key (a setting's name, an agent data key) is empty, too long or holds characters
+    /// it may not.
+    #[error("invalid {what}: {reason}")]
+    InvalidKey {
+        /// What kind of key.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A value is larger than the store keeps. Nothing was written.
+    #[error("{what} of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Writing would go past a count or size quota. Nothing was written.
+    #[error("{what} would exceed its limit of {max}")]
+    LimitReached {
+        /// What is limited.
+        what: &'static str,
+        /// The limit.
+        max: u64,
+    },
+    /// A setting could not be converted to or from JSON.
+    #[error("setting {key:?} is not valid JSON for the requested type: {detail}")]
+    InvalidJson {
+        /// The setting's name.
+        key: String,
+        /// What serde_json said.
+        detail: String,
+    },
 }
 
 /// An error reported by SQLite, kept opaque so the SQLite binding is not part of Dawn's API.

@@ -54,11 +54,17 @@ mod error;
 mod header;
 mod migrations;
 mod peers;
+mod sealer;
+mod settings;
 mod store;
 mod time;
+mod trust;
 
 pub use crate::audit::{AuditIter, AuditRepo, MAX_AUDIT_RANGE};
 pub use crate::error::{SqliteError, StoreError};
 pub use crate::migrations::SCHEMA_VERSION;
 pub use crate::peers::{MAX_PEER_ADDRS, PeerRecord, PeerRepo};
+pub use crate::sealer::{MAX_SEALED_PLAINTEXT, SEAL_OVERHEAD, SEALED_VERSION, SealPurpose, Sealer};
+pub use crate::settings::{MAX_SETTING_KEY_LEN, MAX_SETTING_VALUE_LEN, MAX_SETTINGS, SettingsRepo};
 pub use crate::store::{IntegrityCheck, Store, StoreOptions, Synchronous};
+pub use crate::trust::TrustRepo;

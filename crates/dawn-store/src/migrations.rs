@@ -14,6 +14,7 @@ use rusqlite_migration::{M, Migrations};
 static MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_peers.sql")),
     M::up(include_str!("migrations/0002_audit.sql")),
+    M::up(include_str!("migrations/0003_trust_settings.sql")),
 ];
 
 /// The schema version this build creates and understands: the number of migrations it knows.

@@ -14,6 +14,9 @@ use crate::error::{StoreError, classify, is_corruption};
 use crate::header;
 use crate::migrations::{APPLICATION_ID, SCHEMA_VERSION, migrations};
 use crate::peers::PeerRepo;
+use crate::sealer::Sealer;
+use crate::settings::SettingsRepo;
+use crate::trust::TrustRepo;
 
 /// How hard SQLite works to make a commit survive a power cut (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -338,6 +341,19 @@ impl Store {
     #[must_use]
     pub const fn audit(&self) -> AuditRepo<'_> {
         AuditRepo::new(self)
+    }
+
+    /// The trust record repository; records are sealed and opened with `sealer` (built from
+    /// the node's key).
+    #[must_use]
+    pub const fn trust<'a>(&'a self, sealer: &'a Sealer) -> TrustRepo<'a> {
+        TrustRepo::new(self, sealer)
+    }
+
+    /// The settings repository (values in the clear).
+    #[must_use]
+    pub const fn settings(&self) -> SettingsRepo<'_> {
+        SettingsRepo::new(self)
     }
 
     /// Takes the connection. A panic while it was held cannot have committed anything (a

@@ -15,6 +15,7 @@ use dawn_trust::{AuditChain, AuditKind, Subject, verify_chain};
 const MIGRATIONS: &[&str] = &[
     include_str!("../src/migrations/0001_peers.sql"),
     include_str!("../src/migrations/0002_audit.sql"),
+    include_str!("../src/migrations/0003_trust_settings.sql"),
 ];
 
 #[test]

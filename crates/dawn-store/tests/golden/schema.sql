@@ -1,4 +1,4 @@
--- user_version = 2
+-- user_version = 3
 -- application_id = 1147238254
 
 -- index audit_log_by_peer
@@ -35,6 +35,22 @@ CREATE TABLE peers (
     failures     INTEGER NOT NULL DEFAULT 0 CHECK (failures BETWEEN 0 AND 4294967295),
     -- The last failed contact, NULL if never.
     last_failure INTEGER CHECK (last_failure >= 0)
+) STRICT, WITHOUT ROWID;
+
+-- table settings
+CREATE TABLE settings (
+    -- The setting's name: 1 to 128 characters from [A-Za-z0-9._/-].
+    key   TEXT NOT NULL PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 128),
+    -- The value, at most 1 MiB.
+    value BLOB NOT NULL CHECK (length(value) <= 1048576)
+) STRICT, WITHOUT ROWID;
+
+-- table trust_records
+CREATE TABLE trust_records (
+    -- The peer's NodeId.
+    peer   BLOB NOT NULL PRIMARY KEY CHECK (length(peer) = 32),
+    -- The sealed snapshot: 29 bytes of overhead plus at most MAX_SNAPSHOT_LEN (4096).
+    record BLOB NOT NULL CHECK (length(record) BETWEEN 29 AND 4125)
 ) STRICT, WITHOUT ROWID;
 
 -- trigger audit_log_no_delete
