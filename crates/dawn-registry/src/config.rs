@@ -173,7 +173,11 @@ impl RegistryConfig {
             );
         }
         if !(1..=MAX_ITEMS).contains(&self.reconcile_leaf) {
-            return fail("reconcile_leaf", self.reconcile_leaf.to_string(), "1 to 256");
+            return fail(
+                "reconcile_leaf",
+                self.reconcile_leaf.to_string(),
+                "1 to 256",
+            );
         }
         if self.max_rounds < 2 {
             return fail("max_rounds", self.max_rounds.to_string(), "2 to 255");

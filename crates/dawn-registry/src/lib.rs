@@ -94,9 +94,7 @@ mod rng;
 mod state;
 
 pub use crate::config::{ConfigError, RegistryConfig};
-pub use crate::event::{
-    Event, GOSSIP_TOPIC, MisbehaviourKind, STREAM_PROTOCOL, Stats, Transmit,
-};
+pub use crate::event::{Event, GOSSIP_TOPIC, MisbehaviourKind, STREAM_PROTOCOL, Stats, Transmit};
 pub use crate::fuzz::{FuzzFailure, fuzz_decode};
 pub use crate::manifest::ManifestError;
 pub use crate::memo::VerifyMemo;

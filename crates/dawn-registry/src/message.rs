@@ -283,7 +283,7 @@ pub(crate) struct Reconcile {
 /// A decoded registry message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RegistryMessage {
-    Delta(Update),
+    Delta(Box<Update>),
     Reconcile(Reconcile),
     Updates(Vec<Update>),
 }
@@ -423,7 +423,7 @@ impl RegistryMessage {
         match MessageKind::from_type(kind) {
             Some(MessageKind::Delta) => {
                 let w: wire::Update<'_> = decode_payload(&payload).map_err(body)?;
-                Ok(Self::Delta(update_from_wire(&w)?))
+                Ok(Self::Delta(Box::new(update_from_wire(&w)?)))
             }
             Some(MessageKind::Updates) => {
                 let list: Vec<wire::Update<'_>> = decode_payload(&payload).map_err(body)?;

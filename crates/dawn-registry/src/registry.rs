@@ -14,8 +14,7 @@ use crate::event::{Event, MisbehaviourKind, Stats, Transmit};
 use crate::manifest::{EntryHash, LiveDot, Manifest, ManifestError, entry_hash};
 use crate::memo::VerifyMemo;
 use crate::message::{
-    DecodeError, MAX_NEEDS, MAX_RANGES, MessageKind, Mode, Need, Reconcile, RegistryMessage,
-    Update,
+    DecodeError, MAX_NEEDS, MAX_RANGES, MessageKind, Mode, Need, Reconcile, RegistryMessage, Update,
 };
 use crate::reconcile::{compare, entries_for, fingerprint, full_range, item, owners_in, split};
 use crate::record::{AgentRecord, RecordError};
@@ -62,23 +61,14 @@ pub enum MessageError {
     #[error("malformed message: {0}")]
     Decode(#[from] DecodeError),
     /// A delta about another node's agents: deltas are only accepted from their owner.
-    #[error("delta about {owner} sent by another node")]
-    NotOwner {
-        /// The owner the delta is about.
-        owner: NodeId,
-    },
+    #[error("delta about another node's agents")]
+    NotOwner,
     /// A manifest's signature does not verify.
-    #[error("manifest of {owner} has an invalid signature")]
-    InvalidSignature {
-        /// The owner it claims.
-        owner: NodeId,
-    },
+    #[error("manifest with an invalid signature")]
+    InvalidSignature,
     /// An entry does not match the hash its manifest lists.
-    #[error("entry of {owner} does not match its manifest")]
-    InvalidEntry {
-        /// The owner.
-        owner: NodeId,
-    },
+    #[error("entry that does not match its manifest")]
+    InvalidEntry,
 }
 
 /// What [`Registry::import_state`] restored.
@@ -403,7 +393,10 @@ impl Registry {
             max_owners: usize::MAX,
             max_total_bytes: usize::MAX,
         };
-        let old_issued = self.dir.get(self.me.as_bytes()).map(|s| s.manifest().issued_ms());
+        let old_issued = self
+            .dir
+            .get(self.me.as_bytes())
+            .map(|s| s.manifest().issued_ms());
         let outcome = self.dir.merge(manifest.clone(), &all, own);
         self.reindex_expiry(*self.me.as_bytes(), old_issued, Some(issued_ms));
         if outcome.changed {
@@ -415,7 +408,7 @@ impl Registry {
         };
         for part in pack(vec![update], self.config.max_message_len, usize::MAX) {
             for u in part {
-                if let Ok(bytes) = RegistryMessage::Delta(u).encode() {
+                if let Ok(bytes) = RegistryMessage::Delta(Box::new(u)).encode() {
                     self.stats.deltas_sent = self.stats.deltas_sent.saturating_add(1);
                     self.queue(Transmit::Broadcast {
                         payload: Bytes::from(bytes),
@@ -490,12 +483,11 @@ impl Registry {
         };
         match message {
             RegistryMessage::Delta(update) => {
-                let owner = *update.manifest.owner();
-                if owner != from {
+                if *update.manifest.owner() != from {
                     self.misbehaviour(from, MisbehaviourKind::NotOwner);
-                    return Err(MessageError::NotOwner { owner });
+                    return Err(MessageError::NotOwner);
                 }
-                let (_, error) = self.apply(now, from, vec![update], Source::Broadcast);
+                let (_, error) = self.apply(now, from, vec![*update], Source::Broadcast);
                 error.map_or(Ok(()), Err)
             }
             RegistryMessage::Updates(updates) => {
@@ -543,6 +535,11 @@ impl Registry {
                 applied.rejected += 1;
                 if self.verified(&update.manifest) {
                     self.misbehaviour(owner, MisbehaviourKind::Future);
+                } else {
+                    if source != Source::Import {
+                        self.misbehaviour(from, MisbehaviourKind::InvalidSignature);
+                    }
+                    note(MessageError::InvalidSignature);
                 }
                 continue;
             }
@@ -580,7 +577,7 @@ impl Registry {
                 if source != Source::Import {
                     self.misbehaviour(from, MisbehaviourKind::InvalidSignature);
                 }
-                note(MessageError::InvalidSignature { owner });
+                note(MessageError::InvalidSignature);
                 continue;
             }
             if owner == self.me {
@@ -598,7 +595,7 @@ impl Registry {
                     if source != Source::Import {
                         self.misbehaviour(from, MisbehaviourKind::InvalidEntry);
                     }
-                    note(MessageError::InvalidEntry { owner });
+                    note(MessageError::InvalidEntry);
                 }
                 if update.manifest.live().len() > self.config.max_agents_per_owner {
                     applied.rejected += 1;
@@ -606,9 +603,14 @@ impl Registry {
                     continue;
                 }
             }
-            let old_issued = self.dir.get(owner.as_bytes()).map(|s| s.manifest().issued_ms());
+            let old_issued = self
+                .dir
+                .get(owner.as_bytes())
+                .map(|s| s.manifest().issued_ms());
             let issued = update.manifest.issued_ms();
-            let outcome = self.dir.merge(update.manifest, &update.entries, self.limits());
+            let outcome = self
+                .dir
+                .merge(update.manifest, &update.entries, self.limits());
             match outcome.manifest {
                 ManifestOutcome::New | ManifestOutcome::Replaced => {
                     applied.adopted += 1;
@@ -852,7 +854,11 @@ impl Registry {
                 break;
             }
         }
-        for part in pack(updates, self.config.max_message_len, self.config.max_push_bytes) {
+        for part in pack(
+            updates,
+            self.config.max_message_len,
+            self.config.max_push_bytes,
+        ) {
             self.send(to, &RegistryMessage::Updates(part));
         }
     }
@@ -866,7 +872,8 @@ impl Registry {
             MessageKind::Reconcile => {
                 self.stats.reconcile_messages_sent =
                     self.stats.reconcile_messages_sent.saturating_add(1);
-                self.stats.reconcile_bytes_sent = self.stats.reconcile_bytes_sent.saturating_add(len);
+                self.stats.reconcile_bytes_sent =
+                    self.stats.reconcile_bytes_sent.saturating_add(len);
             }
             MessageKind::Updates => {
                 self.stats.update_messages_sent = self.stats.update_messages_sent.saturating_add(1);
@@ -1023,7 +1030,9 @@ impl Registry {
         if let Some(event) = self.events.pop_front() {
             return Some(event);
         }
-        self.changed.pop_first().map(|owner| Event::Changed { owner })
+        self.changed
+            .pop_first()
+            .map(|owner| Event::Changed { owner })
     }
 
     fn queue(&mut self, transmit: Transmit) {
@@ -1087,7 +1096,14 @@ pub(crate) fn pack(updates: Vec<Update>, max_len: usize, budget: usize) -> Vec<V
         for (dot, bytes) in update.entries {
             let len = bytes.len() + 13;
             if !part.entries.is_empty() && part_len + len > room {
-                flush_part(&mut out, &mut current, &mut current_len, part, part_len, room);
+                flush_part(
+                    &mut out,
+                    &mut current,
+                    &mut current_len,
+                    part,
+                    part_len,
+                    room,
+                );
                 part = Update {
                     manifest: update.manifest.clone(),
                     entries: Vec::new(),
@@ -1098,7 +1114,14 @@ pub(crate) fn pack(updates: Vec<Update>, max_len: usize, budget: usize) -> Vec<V
             part_len += len;
         }
         total += part_len;
-        flush_part(&mut out, &mut current, &mut current_len, part, part_len, room);
+        flush_part(
+            &mut out,
+            &mut current,
+            &mut current_len,
+            part,
+            part_len,
+            room,
+        );
         if total >= budget {
             break;
         }

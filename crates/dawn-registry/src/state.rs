@@ -349,3 +349,6 @@ impl Directory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,8 +87,9 @@ impl Registry {
     /// Merges a state written by [`export_state`](Self::export_state) (typically this node's,
     /// at start-up) into the directory. Every manifest signature and entry hash is checked;
     /// owners that fail, break this node's limits or have expired are skipped and counted.
-    /// If the state holds this node's own manifest, its agents become local agents again
-    /// and are re-published with a fresh manifest.
+    /// If the state holds this node's own manifest and this node has published nothing newer
+    /// (the case at start-up), its agents become local agents again and are re-published
+    /// with a fresh manifest.
     ///
     /// The directory is a CRDT, so importing is a merge: it may follow messages already
     /// handled, and importing the same state twice changes nothing the second time.
@@ -122,6 +123,14 @@ impl Registry {
         debug_assert!(applied.adopted + applied.expired + applied.rejected <= total);
         for update in own {
             let owner = *update.manifest.owner();
+            let held = self
+                .dir
+                .get(owner.as_bytes())
+                .map(|s| s.manifest().version());
+            if held.is_some_and(|v| v >= update.manifest.version()) {
+                // This node has moved on since the state was written.
+                continue;
+            }
             let valid = self.verify_manifests(&[Some(&update.manifest)]);
             let entries_match = update.entries.iter().all(|(dot, bytes)| {
                 update.manifest.hash_of(*dot) == Some(&entry_hash(&owner, *dot, bytes))
