@@ -42,12 +42,15 @@ pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
         loopback_hosts_only: bound.ip().is_loopback(),
     };
     Router::new()
-        .route("/", get(status_page))
+        .route("/status", get(status_page))
         .route("/healthz", get(healthz))
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/gossip/{*topic}", get(recent_gossip).post(broadcast))
         .merge(crate::metrics::routes())
+        .merge(crate::ui::routes())
+        .merge(crate::chat::routes())
+        .merge(crate::events::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))

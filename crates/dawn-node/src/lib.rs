@@ -21,8 +21,12 @@
 //! - **HTTP** (axum, `127.0.0.1:7601` by default): `GET /healthz`, `GET /api/status`
 //!   ([`NodeStatus`]), `GET /api/peers` ([`PeerList`], with the gossip views),
 //!   `POST /api/gossip/{topic}` (broadcast), `GET /api/gossip/{topic}` ([`RecentDeliveries`]),
-//!   and a self-contained status page at `GET /`. Errors are JSON ([`ApiError`]); only loopback `Host` names are answered when
-//!   bound to loopback.
+//!   a self-contained status page at `GET /status`, and the web UI at `GET /` (agents,
+//!   chat, tools and the network, live over server-sent events at `GET /api/events`). Errors
+//!   are JSON ([`ApiError`]); only loopback `Host` names are answered when bound to loopback.
+//! - **Chat**: mesh chat rooms over gossip topics `dawn/chat/<room>` ([`ChatMessage`]):
+//!   `GET`/`POST /api/chat/{room}`, `POST /api/chat/{room}/typing`, with delivery receipts and
+//!   bounded history saved in the data directory.
 //! - **Configuration** ([`Config`]): a TOML file with `DAWN_*` environment overrides, every
 //!   error naming its key; [`Config::default_toml`] is the commented default.
 //!
@@ -87,8 +91,10 @@
 //! misbehaviour and the MCP gateway plug in here in later layers.
 
 mod api;
+mod chat;
 mod config;
 mod error;
+mod events;
 mod gossip;
 mod http;
 mod identity;
@@ -97,10 +103,15 @@ mod node;
 mod peers;
 mod simulate;
 mod trace;
+mod ui;
 
 pub use crate::api::{
     ApiError, ApiErrorBody, BroadcastReceipt, Direction, NodeStatus, PeerInfo, PeerList,
     RecentDeliveries,
+};
+pub use crate::chat::{
+    CHAT_HISTORY, CHAT_TOPIC_PREFIX, ChatHistory, ChatMessage, ChatRoomInfo, ChatRooms,
+    DEFAULT_ROOM, MAX_NICK_CHARS, MAX_PAYLOAD_LEN, MAX_ROOM_LEN, MAX_ROOMS, MAX_TEXT_BYTES,
 };
 pub use crate::config::{
     BootstrapPeer, BootstrapPeerError, Config, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN,

@@ -68,6 +68,10 @@ pub(crate) struct Shared {
     http_addr: OnceLock<SocketAddr>,
     peers: Mutex<PeerTable>,
     pub(crate) gossip: GossipShared,
+    /// Server-sent events for the web UI; any module may publish.
+    pub(crate) events: crate::events::EventHub,
+    /// The mesh chat rooms.
+    pub(crate) chat: crate::chat::ChatHub,
     /// Recorded into by every module; `GET /metrics` renders it.
     pub(crate) metrics: Metrics,
 }
@@ -85,6 +89,8 @@ impl Shared {
             http_addr: OnceLock::new(),
             peers: Mutex::new(PeerTable::new(node_id)),
             gossip,
+            events: crate::events::EventHub::new(),
+            chat: crate::chat::ChatHub::new(),
             metrics: Metrics::new(),
         }
     }
@@ -424,6 +430,8 @@ impl NodeBuilder {
             transport.close("start failed").await;
             return Err(NodeError::Gossip(error));
         }
+        crate::chat::start(&shared, &tasks, &cancel, &data_dir);
+        crate::events::spawn_peer_watch(Arc::clone(&shared), &tasks, cancel.clone());
 
         info!(
             node = %node_id,

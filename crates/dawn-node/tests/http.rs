@@ -100,7 +100,7 @@ async fn the_status_page_is_self_contained_and_shows_the_node() {
         .unwrap();
     eventually(Duration::from_secs(2), "peering", || connected_to(&a, &b)).await;
 
-    let page = get(a.http_addr().unwrap(), "/").await;
+    let page = get(a.http_addr().unwrap(), "/status").await;
     assert_eq!(page.status, 200);
     assert_eq!(
         page.header("content-type"),
