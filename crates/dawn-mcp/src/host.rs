@@ -43,8 +43,8 @@ pub struct HostConfig {
     pub max_sessions: usize,
     /// The most sessions one caller may have open at once (default 32).
     pub max_sessions_per_caller: usize,
-    /// How long a caller has to send its preamble and finish the MCP handshake (default
-    /// 10 s).
+    /// How long a caller has to send its preamble (default 10 s), and the host to send
+    /// its answer.
     pub handshake_timeout: Duration,
     /// The longest one request may run in an agent before it is cancelled and the caller
     /// told [`codes::TIMED_OUT`](crate::codes::TIMED_OUT) (default 60 s).
@@ -95,12 +95,9 @@ pub enum ServeError {
         /// The message sent to the caller.
         message: String,
     },
-    /// The MCP handshake failed.
+    /// The MCP handshake failed (the caller sent something other than a handshake).
     #[error("MCP handshake: {0}")]
     Handshake(#[source] Box<ServerInitializeError>),
-    /// The MCP handshake did not finish within [`HostConfig::handshake_timeout`].
-    #[error("MCP handshake did not finish within {0:?}")]
-    HandshakeTimedOut(Duration),
 }
 
 struct Entry {
@@ -379,11 +376,19 @@ impl AgentHost {
         };
         let transport = AsyncRwTransport::<RoleServer, _, _>::new_server(reader, writer)
             .with_max_line_length(config.max_message_len);
+        // No timeout here: a 2026-07-28 client may sit between `server/discover` and its
+        // first request for as long as it likes, like any idle session. Idle sessions are
+        // bounded by the per-caller session limit and the transport's idle timeout.
         let serve = serve_server_with_ct(session, transport, stop.child_token());
-        let running = match timeout(handshake, serve).instrument(span.clone()).await {
-            Err(_) => return Err(ServeError::HandshakeTimedOut(handshake)),
-            Ok(Err(error)) => return Err(ServeError::Handshake(Box::new(error))),
-            Ok(Ok(running)) => running,
+        let running = match serve.instrument(span.clone()).await {
+            Ok(running) => running,
+            // The caller left, the agent was removed or the host shut down before the
+            // session began: an ordinary end.
+            Err(ServerInitializeError::ConnectionClosed(_) | ServerInitializeError::Cancelled) => {
+                debug!(parent: &span, "session ended before it began");
+                return Ok(());
+            }
+            Err(error) => return Err(ServeError::Handshake(Box::new(error))),
         };
         debug!(parent: &span, "session open");
         let quit = running.waiting().await;
