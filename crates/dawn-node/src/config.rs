@@ -14,6 +14,8 @@ use std::str::FromStr;
 use dawn_identity::{NodeId, NodeIdError};
 use serde::Deserialize;
 
+use crate::mdns::MdnsService;
+
 /// Default QUIC listen address (UDP): every interface, port 7600.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7600);
 
@@ -45,6 +47,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DAWN_DEVELOPMENT", "identity.development"),
     ("DAWN_LOG", "log.level"),
     ("DAWN_LOG_FORMAT", "log.format"),
+    ("DAWN_DISCOVERY_MDNS", "discovery.mdns"),
+    ("DAWN_DISCOVERY_SERVICE", "discovery.service"),
 ];
 
 /// A configuration value, file or variable could not be used.
@@ -96,7 +100,8 @@ impl ConfigError {
 /// A node's whole configuration.
 ///
 /// `Config::default()` is the embedded default: data under the user's data directory, QUIC on
-/// [`DEFAULT_LISTEN`], HTTP on [`DEFAULT_HTTP`], no bootstrap peers, logs at `info` as text.
+/// [`DEFAULT_LISTEN`], HTTP on [`DEFAULT_HTTP`], no bootstrap peers, LAN discovery over mDNS
+/// on, logs at `info` as text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Config {
@@ -108,6 +113,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[log]`: log filter and format.
     pub log: LogConfig,
+    /// `[discovery]`: finding peers on the local network.
+    pub discovery: DiscoveryConfig,
 }
 
 /// The `[node]` section.
@@ -173,6 +180,27 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
+        }
+    }
+}
+
+/// The `[discovery]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryConfig {
+    /// Advertise the node and dial the Dawn nodes found on the local network over mDNS.
+    /// Default `true`. A node whose QUIC address is loopback never runs it.
+    pub mdns: bool,
+    /// The DNS-SD service type advertised and browsed; nodes only find nodes of the same
+    /// type. Default [`DEFAULT_MDNS_SERVICE`](crate::DEFAULT_MDNS_SERVICE).
+    pub service: MdnsService,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            mdns: true,
+            service: MdnsService::default(),
         }
     }
 }
@@ -305,6 +333,14 @@ impl Config {
                     .map_err(|m| ConfigError::invalid("log.format", m))?;
             }
         }
+        if let Some(discovery) = raw.discovery {
+            if let Some(mdns) = discovery.mdns {
+                config.discovery.mdns = mdns;
+            }
+            if let Some(service) = discovery.service {
+                config.discovery.service = parse_mdns_service("discovery.service", &service)?;
+            }
+        }
         Ok(config)
     }
 
@@ -312,7 +348,7 @@ impl Config {
     /// `std::env::vars_os()`); other variables are ignored. Paths are taken as given.
     ///
     /// `DAWN_BOOTSTRAP` is a comma- or space-separated list of `NODE_ID@HOST:PORT`;
-    /// `DAWN_DEVELOPMENT` is `true`/`false`/`1`/`0`.
+    /// `DAWN_DEVELOPMENT` and `DAWN_DISCOVERY_MDNS` are `true`/`false`/`1`/`0`.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the variable if a value is not valid UTF-8 or does not
@@ -351,6 +387,10 @@ impl Config {
                 "DAWN_LOG" => self.log.level = parse_log_filter(name, &value)?,
                 "DAWN_LOG_FORMAT" => {
                     self.log.format = value.parse().map_err(|m| ConfigError::invalid(name, m))?;
+                }
+                "DAWN_DISCOVERY_MDNS" => self.discovery.mdns = parse_bool(name, &value)?,
+                "DAWN_DISCOVERY_SERVICE" => {
+                    self.discovery.service = parse_mdns_service(name, &value)?;
                 }
                 _ => {}
             }
@@ -393,6 +433,7 @@ impl Config {
             .replace("{data_dir}", &data_dir)
             .replace("{listen}", &DEFAULT_LISTEN.to_string())
             .replace("{http}", &DEFAULT_HTTP.to_string())
+            .replace("{mdns_service}", crate::mdns::DEFAULT_MDNS_SERVICE)
     }
 }
 
@@ -436,6 +477,16 @@ const DEFAULT_TOML_TEMPLATE: &str = r##"# Dawn node configuration.
 
 # "text" or "json" (one object per line). Env: DAWN_LOG_FORMAT.
 # format = "text"
+
+[discovery]
+# Advertise this node on the local network over mDNS (DNS-SD) and connect to the Dawn nodes
+# found there. Peers still prove their node id in the QUIC handshake. Not used when the QUIC
+# address is loopback. Env: DAWN_DISCOVERY_MDNS.
+# mdns = true
+
+# The DNS-SD service type; only nodes of the same type find each other.
+# Env: DAWN_DISCOVERY_SERVICE.
+# service = "{mdns_service}"
 "##;
 
 #[derive(Deserialize)]
@@ -445,6 +496,7 @@ struct RawConfig {
     identity: Option<RawIdentity>,
     http: Option<RawHttp>,
     log: Option<RawLog>,
+    discovery: Option<RawDiscovery>,
 }
 
 #[derive(Deserialize)]
@@ -475,6 +527,13 @@ struct RawLog {
     format: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    mdns: Option<bool>,
+    service: Option<String>,
+}
+
 fn non_empty_path(key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
     if path.as_os_str().is_empty() {
         Err(ConfigError::invalid(key, "the path is empty"))
@@ -501,6 +560,13 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
             format!("{other:?} is not a boolean (expected true, false, 1 or 0)"),
         )),
     }
+}
+
+fn parse_mdns_service(key: &str, value: &str) -> Result<MdnsService, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|e: crate::mdns::MdnsServiceError| ConfigError::invalid(key, e.to_string()))
 }
 
 fn parse_log_filter(key: &str, value: &str) -> Result<String, ConfigError> {
@@ -888,6 +954,63 @@ mod tests {
         // An empty DAWN_BOOTSTRAP clears the list.
         config.apply_env(env(&[("DAWN_BOOTSTRAP", "")])).unwrap();
         assert!(config.node.bootstrap.is_empty());
+    }
+
+    #[test]
+    fn discovery_is_on_by_default_and_can_be_turned_off() {
+        let config = Config::default();
+        assert!(config.discovery.mdns);
+        assert_eq!(config.discovery.service.as_str(), "_dawn._udp.local.");
+
+        let text = "[discovery]\nmdns = false\nservice = \"_dawn-lab._udp.local.\"\n";
+        let config = Config::from_toml_str(text, None).unwrap();
+        assert!(!config.discovery.mdns);
+        assert_eq!(config.discovery.service.as_str(), "_dawn-lab._udp.local.");
+
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[
+                ("DAWN_DISCOVERY_MDNS", "false"),
+                ("DAWN_DISCOVERY_SERVICE", "_mesh2._udp.local."),
+            ]))
+            .unwrap();
+        assert!(!config.discovery.mdns);
+        assert_eq!(config.discovery.service.as_str(), "_mesh2._udp.local.");
+        config
+            .apply_env(env(&[("DAWN_DISCOVERY_MDNS", "1")]))
+            .unwrap();
+        assert!(config.discovery.mdns);
+    }
+
+    #[test]
+    fn bad_discovery_values_name_their_key() {
+        let err = Config::from_toml_str("[discovery]\nservice = \"_dawn._tcp.local.\"\n", None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "discovery.service: \"_dawn._tcp.local.\" is not a service type of the form \
+             _NAME._udp.local."
+        );
+        let err = Config::from_toml_str("[discovery]\nservice = \"_-x._udp.local.\"\n", None)
+            .unwrap_err();
+        assert_eq!(invalid_key(err), "discovery.service");
+        let err = Config::from_toml_str("[discovery]\nmdns = \"yes\"\n", None).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        assert!(err.to_string().contains("mdns"), "{err}");
+        let err = Config::from_toml_str("[discovery]\nmulticast = true\n", None).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `multicast`"),
+            "{err}"
+        );
+        for (var, value) in [
+            ("DAWN_DISCOVERY_MDNS", "maybe"),
+            ("DAWN_DISCOVERY_SERVICE", "dawn"),
+        ] {
+            let err = Config::default()
+                .apply_env(env(&[(var, value)]))
+                .unwrap_err();
+            assert_eq!(invalid_key(err), var);
+        }
     }
 
     #[cfg(unix)]

@@ -98,6 +98,7 @@ mod events;
 mod gossip;
 mod http;
 mod identity;
+mod mdns;
 mod metrics;
 mod node;
 mod peers;
@@ -115,8 +116,8 @@ pub use crate::chat::{
 };
 pub use crate::config::{
     BootstrapPeer, BootstrapPeerError, Config, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN,
-    ENV_OVERRIDES, HttpConfig, IdentityConfig, LogConfig, LogFormat, MAX_BOOTSTRAP_PEERS,
-    MAX_CONFIG_LEN, NodeConfig, default_config_path, default_data_dir,
+    DiscoveryConfig, ENV_OVERRIDES, HttpConfig, IdentityConfig, LogConfig, LogFormat,
+    MAX_BOOTSTRAP_PEERS, MAX_CONFIG_LEN, NodeConfig, default_config_path, default_data_dir,
 };
 pub use crate::error::NodeError;
 pub use crate::gossip::{
@@ -125,6 +126,11 @@ pub use crate::gossip::{
     SUBSCRIBER_QUEUE, Subscription, View,
 };
 pub use crate::identity::{KEY_FILE_NAME, KeyState, inspect_key, key_path, read_passphrase_file};
+pub use crate::mdns::{
+    DEFAULT_MDNS_SERVICE, MAX_DISCOVERED_PEERS, MDNS_CONCURRENT_DIALS, MDNS_DIAL_DEFER,
+    MDNS_DIAL_TIMEOUT, MDNS_DIALS_PER_SECOND, MDNS_MAX_ADDRS, MdnsAdvertError, MdnsService,
+    MdnsServiceError, MdnsStats,
+};
 pub use crate::metrics::{
     CallOutcome, METRICS_CONTENT_TYPE, MessageKind, Metrics, MetricsError,
 };

@@ -25,6 +25,7 @@ use crate::gossip::{self, GossipContext, GossipError, GossipShared, GossipStats,
 use crate::http;
 use crate::metrics::Metrics;
 use crate::identity::{KeyOutcome, key_path, load_or_create};
+use crate::mdns::{self, Discovery, MdnsContext, MdnsService, MdnsStats};
 use crate::peers::{Change, MAX_KNOWN_PEERS, PeerRecord, PeerTable, now_unix_ms};
 
 /// The database's file name inside the data directory.
@@ -129,6 +130,10 @@ impl Shared {
 /// [`DEFAULT_LISTEN`], HTTP on [`DEFAULT_HTTP`], no bootstrap peers, and without a passphrase
 /// a development-mode key (with a loud warning in the log).
 ///
+/// LAN discovery over mDNS is **off** in a builder from [`NodeBuilder::new`], so that embedded
+/// and test nodes never send multicast unless asked to ([`NodeBuilder::mdns`]); a builder
+/// [`from_config`](NodeBuilder::from_config) follows `discovery.mdns`, which is on by default.
+///
 /// [`default_data_dir`]: crate::default_data_dir
 #[derive(Debug, Clone)]
 #[must_use]
@@ -143,6 +148,8 @@ pub struct NodeBuilder {
     backoff: (Duration, Duration),
     transport: TransportConfig,
     gossip: GossipConfig,
+    mdns: bool,
+    mdns_service: MdnsService,
 }
 
 impl Default for NodeBuilder {
@@ -165,11 +172,13 @@ impl NodeBuilder {
             backoff: (DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX),
             transport: TransportConfig::default(),
             gossip: GossipConfig::new(),
+            mdns: false,
+            mdns_service: MdnsService::default(),
         }
     }
 
-    /// A builder from a [`Config`]: data directory, listen addresses, bootstrap peers and
-    /// `identity.development`. The passphrase is not read here: see
+    /// A builder from a [`Config`]: data directory, listen addresses, bootstrap peers,
+    /// `identity.development` and `[discovery]`. The passphrase is not read here: see
     /// [`read_passphrase_file`](crate::read_passphrase_file) and [`NodeBuilder::passphrase`].
     ///
     /// # Errors
@@ -180,7 +189,9 @@ impl NodeBuilder {
             .listen(config.node.listen)
             .bootstrap(config.node.bootstrap.iter().cloned())
             .http(Some(config.http.listen))
-            .development_mode(config.identity.development))
+            .development_mode(config.identity.development)
+            .mdns(config.discovery.mdns)
+            .mdns_service(config.discovery.service.clone()))
     }
 
     /// Where the key (`node.key`), the database (`dawn.db`) and the lock file live. Created
@@ -250,6 +261,21 @@ impl NodeBuilder {
     /// Gossip settings (view sizes, timers, limits); the defaults suit most nodes.
     pub fn gossip_config(mut self, config: GossipConfig) -> Self {
         self.gossip = config;
+        self
+    }
+
+    /// LAN discovery over mDNS: advertise the node and dial the Dawn nodes found on the local
+    /// network (see [`MdnsStats`] and the crate docs). Off unless set here or by
+    /// [`NodeBuilder::from_config`]; never run when the QUIC address is loopback.
+    pub fn mdns(mut self, enabled: bool) -> Self {
+        self.mdns = enabled;
+        self
+    }
+
+    /// The DNS-SD service type for mDNS discovery (default
+    /// [`DEFAULT_MDNS_SERVICE`](crate::DEFAULT_MDNS_SERVICE)).
+    pub fn mdns_service(mut self, service: MdnsService) -> Self {
+        self.mdns_service = service;
         self
     }
 
@@ -430,6 +456,18 @@ impl NodeBuilder {
             transport.close("start failed").await;
             return Err(NodeError::Gossip(error));
         }
+        let discovery = if self.mdns {
+            mdns::start(MdnsContext {
+                node_id,
+                local: quic_addr,
+                service: self.mdns_service.clone(),
+                transport: transport.clone(),
+                cancel: cancel.clone(),
+                tasks: tasks.clone(),
+            })
+        } else {
+            None
+        };
         crate::chat::start(&shared, &tasks, &cancel, &data_dir);
         crate::events::spawn_peer_watch(Arc::clone(&shared), &tasks, cancel.clone());
 
@@ -441,11 +479,13 @@ impl NodeBuilder {
             bootstrap = self.bootstrap.len(),
             known_peers = loaded,
             redialling = redials.len(),
+            mdns = discovery.is_some(),
             "node started"
         );
         Ok(Node {
             inner,
             data_dir,
+            discovery,
             http_task,
             writer: Some(writer),
             lock: Some(lock),
@@ -476,6 +516,7 @@ impl NodeBuilder {
 pub struct Node {
     inner: Arc<Inner>,
     data_dir: PathBuf,
+    discovery: Option<Discovery>,
     http_task: Option<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
     lock: Option<File>,
@@ -562,6 +603,13 @@ impl Node {
         self.inner.shared.gossip.stats()
     }
 
+    /// The counters of LAN discovery over mDNS, or `None` when it is not running (off, a
+    /// loopback QUIC address, or no mDNS daemon could start).
+    #[must_use]
+    pub fn mdns_stats(&self) -> Option<MdnsStats> {
+        self.discovery.as_ref().map(Discovery::stats)
+    }
+
     /// The node's metrics, as `GET /metrics` renders them: record into it, or
     /// [`encode`](Metrics::encode) it without HTTP.
     #[must_use]
@@ -617,6 +665,10 @@ impl Node {
 
     async fn shutdown_inner(&mut self) -> Result<(), NodeError> {
         info!("shutting down");
+        // mDNS goodbye first, so LAN peers stop dialling before the connections close.
+        if let Some(discovery) = self.discovery.take() {
+            discovery.stop().await;
+        }
         let inner = Arc::clone(&self.inner);
         // Tell the gossip neighbours first, while the transport is still up.
         inner.shared.gossip.leave().await;
