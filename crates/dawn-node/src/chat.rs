@@ -955,7 +955,13 @@ fn json_body<T: serde::de::DeserializeOwned>(
     if !json {
         return Err(ChatError::MediaType);
     }
-    serde_json::from_slice(body).map_err(|e| ChatError::Body(e.to_string()))
+    // An object only: serde would also read a struct from an array of its fields.
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ChatError::Body(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ChatError::Body("expected a JSON object".to_owned()));
+    }
+    serde_json::from_value(value).map_err(|e| ChatError::Body(e.to_string()))
 }
 
 /// The `limit` query parameter, default [`DEFAULT_LIMIT`], at most [`CHAT_HISTORY`].

@@ -372,12 +372,15 @@ function renderHeader() {
 }
 
 async function loadStatus() {
+  const first = !state.node;
   try {
     state.node = await api("/api/status");
   } catch {
     // The header shows the event stream's state; the next poll retries.
   }
   renderHeader();
+  // Which messages are "mine" depends on the node id.
+  if (first && state.node && state.view === "chat") renderMessages(false);
   if (state.view === "network") updateNodeFacts();
 }
 
@@ -1026,7 +1029,7 @@ function schemaField(schema, name, required, labelText) {
     const select = h(
       "select",
       common,
-      required ? null : h("option", { value: "" }, "(none)"),
+      required && schema.default !== undefined ? null : h("option", { value: "" }, required ? "Choose…" : "(none)"),
       ...schema.enum.map((value, i) => h("option", { value: String(i) }, typeof value === "string" ? value : JSON.stringify(value))),
     );
     if (schema.default !== undefined) {
@@ -1566,12 +1569,16 @@ function renderTools() {
   ];
   const found = findAgent(key);
   body.replaceChildren(
-    found && !found.node.online
-      ? h("p", { class: "notice", role: "status" }, "This agent's node is offline; calls will fail until it is back.")
-      : null,
-    ...section("Tools", toolCards, "This agent has no tools."),
-    ...section("Resources", resourceCards, "This agent has no resources."),
-    ...section("Prompts", promptCards, "This agent has no prompts."),
+    ...[
+      found && !found.node.online
+        ? h("p", { class: "notice", role: "status" }, "This agent's node is offline; calls will fail until it is back.")
+        : null,
+      section("Tools", toolCards, "This agent has no tools."),
+      section("Resources", resourceCards, "This agent has no resources."),
+      section("Prompts", promptCards, "This agent has no prompts."),
+    ]
+      .flat(Infinity)
+      .filter(Boolean),
   );
 }
 
