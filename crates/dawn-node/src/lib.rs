@@ -13,6 +13,14 @@
 //!   capped, jittered exponential backoff (250 ms doubling to 30 s). Every peer seen, in
 //!   either direction, is recorded in the store (`dawn.db`: addresses, first and last seen,
 //!   failed dials) and redialled after a restart.
+//! - **LAN discovery** over mDNS ([`NodeBuilder::mdns`]): the node advertises itself as
+//!   [`DEFAULT_MDNS_SERVICE`] (`_dawn._udp.local.`, its [`NodeId`] and protocol version in the
+//!   TXT record) and dials the Dawn nodes it finds; the QUIC handshake proves each id, and only
+//!   a connection that comes up reaches the peer table. Bounded ([`MAX_DISCOVERED_PEERS`],
+//!   [`MDNS_DIALS_PER_SECOND`]), goodbye packets on shutdown, counters in
+//!   [`Node::mdns_stats`]. On by default in [`Config`] (`[discovery] mdns`), **off** in
+//!   [`NodeBuilder::new`] so that embedded and test nodes send no multicast; never run on a
+//!   loopback QUIC address. Turn it off with `mdns = false` or `DAWN_DISCOVERY_MDNS=false`.
 //! - **Gossip**: a gossip actor drives the sans-IO [`dawn_gossip`] core (HyParView membership,
 //!   Plumtree broadcast) over the transport, on one long-lived [`GOSSIP_PROTOCOL`] stream per
 //!   peer and direction with bounded send queues; membership messages are preceded by address
@@ -32,9 +40,9 @@
 //!
 //! Internally the node is a set of tasks owned by the [`Node`] under one cancellation token:
 //! the transport event follower, one dialler per kept peer, the HTTP server and a store
-//! writer that batches SQLite writes on a blocking thread. Spans are named `dawn.node.*`
-//! (`dawn.node.dial`, `dawn.node.events`, `dawn.node.store`, `dawn.node.http`) with short
-//! peer ids.
+//! writer that batches SQLite writes on a blocking thread, and with discovery on, the mDNS
+//! task. Spans are named `dawn.node.*` (`dawn.node.dial`, `dawn.node.events`,
+//! `dawn.node.store`, `dawn.node.http`, `dawn.node.mdns`) with short peer ids.
 //!
 //! # Example
 //!
