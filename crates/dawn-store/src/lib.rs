@@ -49,21 +49,28 @@
 //!
 //! Peers only. The on-disk schema is pinned by a golden test (`tests/golden/schema.sql`).
 
+mod agent_data;
 mod audit;
 mod error;
 mod header;
 mod migrations;
 mod peers;
+mod registry;
 mod sealer;
 mod settings;
 mod store;
 mod time;
 mod trust;
 
+pub use crate::agent_data::{
+    AgentDataRepo, AgentRecord, AgentUsage, MAX_AGENT_BYTES, MAX_AGENT_KEY_LEN, MAX_AGENT_KEYS,
+    MAX_AGENT_LIST, MAX_AGENT_SEARCH_LEN, MAX_AGENT_VALUE_LEN,
+};
 pub use crate::audit::{AuditIter, AuditRepo, MAX_AUDIT_RANGE};
 pub use crate::error::{SqliteError, StoreError};
 pub use crate::migrations::SCHEMA_VERSION;
 pub use crate::peers::{MAX_PEER_ADDRS, PeerRecord, PeerRepo};
+pub use crate::registry::{MAX_REGISTRY_SNAPSHOT_LEN, RegistryRepo};
 pub use crate::sealer::{MAX_SEALED_PLAINTEXT, SEAL_OVERHEAD, SEALED_VERSION, SealPurpose, Sealer};
 pub use crate::settings::{MAX_SETTING_KEY_LEN, MAX_SETTING_VALUE_LEN, MAX_SETTINGS, SettingsRepo};
 pub use crate::store::{IntegrityCheck, Store, StoreOptions, Synchronous};

@@ -15,6 +15,7 @@ static MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("migrations/0001_peers.sql")),
     M::up(include_str!("migrations/0002_audit.sql")),
     M::up(include_str!("migrations/0003_trust_settings.sql")),
+    M::up(include_str!("migrations/0004_agent_data_registry.sql")),
 ];
 
 /// The schema version this build creates and understands: the number of migrations it knows.

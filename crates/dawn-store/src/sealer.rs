@@ -36,7 +36,7 @@ pub enum SealPurpose {
     /// Confidential payloads that accompany audit entries. Label
     /// `dawn/store/v1/audit-payload`.
     AuditPayload,
-    /// Agents' sensitive values (the agent data repository). Label
+    /// Agents' sensitive values ([`AgentDataRepo`](crate::AgentDataRepo)). Label
     /// `dawn/store/v1/agent-data`.
     AgentData,
     /// Secret node settings. Label `dawn/store/v1/settings`.

@@ -9,11 +9,13 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tracing::{info, instrument, warn};
 
+use crate::agent_data::AgentDataRepo;
 use crate::audit::AuditRepo;
 use crate::error::{StoreError, classify, is_corruption};
 use crate::header;
 use crate::migrations::{APPLICATION_ID, SCHEMA_VERSION, migrations};
 use crate::peers::PeerRepo;
+use crate::registry::RegistryRepo;
 use crate::sealer::Sealer;
 use crate::settings::SettingsRepo;
 use crate::trust::TrustRepo;
@@ -354,6 +356,19 @@ impl Store {
     #[must_use]
     pub const fn settings(&self) -> SettingsRepo<'_> {
         SettingsRepo::new(self)
+    }
+
+    /// The agent data repository; sensitive values are sealed and opened with `sealer`
+    /// (built from the node's key).
+    #[must_use]
+    pub const fn agent_data<'a>(&'a self, sealer: &'a Sealer) -> AgentDataRepo<'a> {
+        AgentDataRepo::new(self, sealer)
+    }
+
+    /// The registry snapshot repository.
+    #[must_use]
+    pub const fn registry(&self) -> RegistryRepo<'_> {
+        RegistryRepo::new(self)
     }
 
     /// Takes the connection. A panic while it was held cannot have committed anything (a

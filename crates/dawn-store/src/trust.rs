@@ -153,7 +153,16 @@ impl<'a> TrustRepo<'a> {
     }
 
     fn open(&self, peer: &[u8], record: &[u8]) -> Result<PeerSnapshot, StoreError> {
-        let plain = self.sealer.open(SealPurpose::Trust, TABLE, peer, record)?;
+        let plain = self
+            .sealer
+            .open(SealPurpose::Trust, TABLE, peer, record)
+            .map_err(|e| match (e, node_id(peer)) {
+                (StoreError::Decrypt { table, .. }, Some(id)) => StoreError::Decrypt {
+                    table,
+                    key: id.to_string(),
+                },
+                (other, _) => other,
+            })?;
         let snapshot = PeerSnapshot::decode(&plain).map_err(|e| StoreError::InvalidRow {
             table: TABLE,
             detail: format!("record of {}: {e}", describe_key(peer)),
@@ -168,6 +177,11 @@ impl<'a> TrustRepo<'a> {
         }
         Ok(snapshot)
     }
+}
+
+/// The peer id stored in a row, if it is one.
+fn node_id(bytes: &[u8]) -> Option<NodeId> {
+    NodeId::from_bytes(&bytes.try_into().ok()?).ok()
 }
 
 /// The raw `(peer, record)` blobs of a row.

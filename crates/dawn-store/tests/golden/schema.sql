@@ -1,4 +1,4 @@
--- user_version = 3
+-- user_version = 4
 -- application_id = 1147238254
 
 -- index audit_log_by_peer
@@ -6,6 +6,28 @@ CREATE INDEX audit_log_by_peer ON audit_log (peer, seq) WHERE peer IS NOT NULL;
 
 -- index audit_log_by_time
 CREATE INDEX audit_log_by_time ON audit_log (timestamp_ms);
+
+-- table agent_data
+CREATE TABLE agent_data (
+    -- The AgentId: 1 to 64 characters from [a-z0-9._-].
+    agent      TEXT    NOT NULL CHECK (length(agent) BETWEEN 1 AND 64),
+    -- The key: 1 to 256 bytes of UTF-8 without control characters.
+    key        TEXT    NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 256),
+    -- The value (64 KiB at most), sealed if `sensitive` (29 more bytes).
+    value      BLOB    NOT NULL CHECK (length(value) <= 65565),
+    -- 1 if the value is sealed, else 0.
+    sensitive  INTEGER NOT NULL CHECK (sensitive IN (0, 1)),
+    -- When the value was last written, Unix milliseconds.
+    updated_ms INTEGER NOT NULL CHECK (updated_ms >= 0),
+    PRIMARY KEY (agent, key)
+) STRICT, WITHOUT ROWID;
+
+-- table agent_usage
+CREATE TABLE agent_usage (
+    agent TEXT    NOT NULL PRIMARY KEY,
+    keys  INTEGER NOT NULL CHECK (keys >= 0),
+    bytes INTEGER NOT NULL CHECK (bytes >= 0)
+) STRICT, WITHOUT ROWID;
 
 -- table audit_log
 CREATE TABLE audit_log (
@@ -36,6 +58,12 @@ CREATE TABLE peers (
     -- The last failed contact, NULL if never.
     last_failure INTEGER CHECK (last_failure >= 0)
 ) STRICT, WITHOUT ROWID;
+
+-- table registry_snapshot
+CREATE TABLE registry_snapshot (
+    id   INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    data BLOB    NOT NULL CHECK (length(data) <= 67108864)
+) STRICT;
 
 -- table settings
 CREATE TABLE settings (
