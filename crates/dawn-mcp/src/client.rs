@@ -191,6 +191,21 @@ fn protocol_error(error: preamble::PreambleError) -> CallError {
     }
 }
 
+/// What an agent offers, as its MCP listings return it ([`AgentClient::listing`]).
+///
+/// Serializes to the MCP JSON shapes (`{"tools": [{"name", "description", "inputSchema",
+/// ...}], "resources": [{"uri", "name", ...}], "prompts": [{"name", "arguments", ...}]}`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct AgentListing {
+    /// The tools.
+    pub tools: Vec<Tool>,
+    /// The resources.
+    pub resources: Vec<Resource>,
+    /// The prompts.
+    pub prompts: Vec<Prompt>,
+}
+
 struct ClientInner {
     agent: AgentId,
     running: RunningService<RoleClient, ClientConfig>,
@@ -241,6 +256,39 @@ impl AgentClient {
     #[must_use]
     pub fn peer(&self) -> &Peer<RoleClient> {
         self.inner.running.peer()
+    }
+
+    /// Everything the agent offers, for a live view such as the node's
+    /// `GET /api/agents/{node_id}/{agent_id}`: its tools, resources and prompts (each list
+    /// empty when the agent does not declare that capability).
+    ///
+    /// # Errors
+    /// [`CallError`] of any of the listings.
+    pub async fn listing(&self, deadline: Instant) -> Result<AgentListing, CallError> {
+        let capabilities = self
+            .server_info()
+            .map(|info| info.capabilities.clone())
+            .unwrap_or_default();
+        let tools = if capabilities.tools.is_some() {
+            self.list_tools(deadline).await?
+        } else {
+            Vec::new()
+        };
+        let resources = if capabilities.resources.is_some() {
+            self.list_resources(deadline).await?
+        } else {
+            Vec::new()
+        };
+        let prompts = if capabilities.prompts.is_some() {
+            self.list_prompts(deadline).await?
+        } else {
+            Vec::new()
+        };
+        Ok(AgentListing {
+            tools,
+            resources,
+            prompts,
+        })
     }
 
     /// Every tool of the agent (all pages, at most [`MAX_LISTED_ITEMS`]).

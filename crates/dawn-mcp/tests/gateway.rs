@@ -442,3 +442,32 @@ async fn the_gateway_serves_both_protocol_versions() {
         assert_eq!(text(&result), "v");
     }
 }
+
+#[tokio::test]
+async fn a_listing_shows_what_the_agent_declares_in_mcp_json() {
+    let w = world(GatewayConfig::default());
+    let guide = w
+        .gateway
+        .client(&AgentAddr::new(w.a, id("guide")), soon())
+        .await
+        .unwrap();
+    let listing = guide.listing(soon()).await.unwrap();
+    assert_eq!(
+        (
+            listing.tools.len(),
+            listing.resources.len(),
+            listing.prompts.len()
+        ),
+        (1, 0, 2)
+    );
+    let json = serde_json::to_value(&listing).unwrap();
+    assert!(json["tools"][0]["inputSchema"].is_object(), "{json}");
+    let summarize = json["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "summarize")
+        .unwrap();
+    assert_eq!(summarize["arguments"][0]["name"], "text");
+    assert_eq!(summarize["arguments"][0]["required"], true);
+}
