@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use dawn_identity::NodeId;
+use dawn_trust::TrustLevel;
 use serde::{Deserialize, Serialize};
 
 use crate::gossip::{Delivery, GossipStats, View};
@@ -55,7 +56,7 @@ impl Direction {
 }
 
 /// One entry of `GET /api/peers`: what this node knows about a peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PeerInfo {
     /// The peer's identity.
@@ -79,10 +80,17 @@ pub struct PeerInfo {
     /// `None`.
     #[serde(default)]
     pub view: Option<View>,
+    /// The peer's trust level on this node (`untrusted`, `unknown`, `verified`, `trusted`,
+    /// `bootstrap`); `None` only from a node that does not report it.
+    #[serde(default)]
+    pub trust_level: Option<TrustLevel>,
+    /// The peer's trust score in `[0, 1]`; `None` only from a node that does not report it.
+    #[serde(default)]
+    pub trust_score: Option<f64>,
 }
 
 /// `GET /api/peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PeerList {
     /// Every known peer, connected ones first, then by node id.

@@ -47,6 +47,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("DAWN_DEVELOPMENT", "identity.development"),
     ("DAWN_LOG", "log.level"),
     ("DAWN_LOG_FORMAT", "log.format"),
+    ("DAWN_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
     ("DAWN_DISCOVERY_MDNS", "discovery.mdns"),
     ("DAWN_DISCOVERY_SERVICE", "discovery.service"),
 ];
@@ -102,7 +103,7 @@ impl ConfigError {
 /// `Config::default()` is the embedded default: data under the user's data directory, QUIC on
 /// [`DEFAULT_LISTEN`], HTTP on [`DEFAULT_HTTP`], no bootstrap peers, LAN discovery over mDNS
 /// on, logs at `info` as text.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct Config {
     /// `[node]`: storage, QUIC address and bootstrap peers.
@@ -113,6 +114,16 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[log]`: log filter and format.
     pub log: LogConfig,
+    /// `[telemetry]`: trace export.
+    pub telemetry: TelemetryConfig,
+    /// `[trust]`: the trust scoring model (score thresholds, gains, penalties' decay).
+    pub trust: dawn_trust::TrustConfig,
+    /// `[policy]`: what peers of each trust level may do, with deny and allow rules.
+    pub policy: dawn_trust::Policy,
+    /// `[resilience]`: dial retries, inbound rate limits, circuit breakers, health.
+    pub resilience: dawn_resilience::ResilienceConfig,
+    /// `[admin]`: who may use the admin API.
+    pub admin: crate::security::AdminConfig,
     /// `[discovery]`: finding peers on the local network.
     pub discovery: DiscoveryConfig,
 }
@@ -204,6 +215,19 @@ impl Default for DiscoveryConfig {
         }
     }
 }
+
+/// The `[telemetry]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TelemetryConfig {
+    /// Where to send spans over OTLP/HTTP (protobuf), e.g.
+    /// `http://127.0.0.1:4318/v1/traces`; `None` (the default) exports nothing. Used only by
+    /// a `dawn-node` built with the `otlp` feature.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Longest `telemetry.otlp_endpoint` accepted, in bytes.
+pub const MAX_OTLP_ENDPOINT_LEN: usize = 2048;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -333,6 +357,12 @@ impl Config {
                     .map_err(|m| ConfigError::invalid("log.format", m))?;
             }
         }
+        if let Some(telemetry) = raw.telemetry
+            && let Some(endpoint) = telemetry.otlp_endpoint
+        {
+            config.telemetry.otlp_endpoint =
+                parse_otlp_endpoint("telemetry.otlp_endpoint", &endpoint)?;
+        }
         if let Some(discovery) = raw.discovery {
             if let Some(mdns) = discovery.mdns {
                 config.discovery.mdns = mdns;
@@ -341,6 +371,13 @@ impl Config {
                 config.discovery.service = parse_mdns_service("discovery.service", &service)?;
             }
         }
+        let security = crate::security::RawSecurity {
+            trust: raw.trust,
+            policy: raw.policy,
+            resilience: raw.resilience,
+            admin: raw.admin,
+        };
+        crate::security::apply_sections(&mut config, security, resolve)?;
         Ok(config)
     }
 
@@ -387,6 +424,9 @@ impl Config {
                 "DAWN_LOG" => self.log.level = parse_log_filter(name, &value)?,
                 "DAWN_LOG_FORMAT" => {
                     self.log.format = value.parse().map_err(|m| ConfigError::invalid(name, m))?;
+                }
+                "DAWN_OTLP_ENDPOINT" => {
+                    self.telemetry.otlp_endpoint = parse_otlp_endpoint(name, &value)?;
                 }
                 "DAWN_DISCOVERY_MDNS" => self.discovery.mdns = parse_bool(name, &value)?,
                 "DAWN_DISCOVERY_SERVICE" => {
@@ -478,6 +518,12 @@ const DEFAULT_TOML_TEMPLATE: &str = r##"# Dawn node configuration.
 # "text" or "json" (one object per line). Env: DAWN_LOG_FORMAT.
 # format = "text"
 
+[telemetry]
+# Export spans over OTLP/HTTP (protobuf) to this collector URL, e.g. a local OpenTelemetry
+# Collector. Only plain http:// is supported; empty turns export off. Needs a dawn-node built
+# with the "otlp" feature. Env: DAWN_OTLP_ENDPOINT.
+# Example: otlp_endpoint = "http://127.0.0.1:4318/v1/traces"
+
 [discovery]
 # Advertise this node on the local network over mDNS (DNS-SD) and connect to the Dawn nodes
 # found there. Peers still prove their node id in the QUIC handshake. Not used when the QUIC
@@ -487,6 +533,69 @@ const DEFAULT_TOML_TEMPLATE: &str = r##"# Dawn node configuration.
 # The DNS-SD service type; only nodes of the same type find each other.
 # Env: DAWN_DISCOVERY_SERVICE.
 # service = "{mdns_service}"
+
+[trust]
+# How each peer's trust score in [0, 1] moves: it starts at the baseline, rises slowly with good
+# behaviour, falls sharply on misbehaviour (an invalid signature halves it) and decays back to
+# the baseline. A peer whose score falls below untrusted_below is refused and disconnected; one
+# that completed a handshake and reaches verified_at is verified. See docs/security.md.
+# baseline = 0.5
+# half_life_secs = 86400
+# untrusted_below = 0.2
+# untrusted_exit = 0.25
+# verified_at = 0.6
+# verified_exit = 0.55
+
+[policy]
+# What peers may do on this node. Permissions: connect, read_agents, call_tools,
+# write_registry, admin. By default untrusted peers may do nothing; unknown peers may connect
+# and read_agents; verified and bootstrap peers may also write_registry; trusted peers may also
+# call_tools; nobody is admin. Deny rules beat allow rules, which beat the level defaults.
+# Change it at run time with PUT /api/policy. Examples:
+#   [policy.levels]
+#   verified = ["connect", "read_agents", "write_registry", "call_tools"]
+#   [[policy.deny]]
+#   name = "nobody runs shell commands"
+#   permissions = ["call_tools"]
+#   agents = ["shell"]
+#   [[policy.allow]]
+#   name = "the ops laptop"
+#   peers = ["NODE_ID"]
+#   permissions = ["call_tools"]
+
+[resilience.retry]
+# Dials back off with full jitter: the n-th retry waits a random time up to
+# min(cap_ms, base_ms * 2^n).
+# base_ms = 250
+# cap_ms = 30000
+
+[resilience.retry_budget]
+# Node-wide cap on retries, so that retries cannot multiply an outage.
+# retry_percent = 20
+# min_retries_per_sec = 10
+# max_tokens = 100
+
+[resilience.rate_limit]
+# Each peer's inbound gossip traffic; frames beyond it are dropped, and a peer whose frames
+# keep being dropped is penalised for flooding.
+# messages_per_sec = 1000
+# message_burst = 2000
+# bytes_per_sec = 4194304
+# byte_burst = 8388608
+
+[resilience.breaker]
+# A peer's circuit breaker opens after this many failed dials in a row, stays open for
+# open_ms (doubling on every trip, up to max_open_ms), then lets one trial dial through.
+# consecutive_failures = 5
+# open_ms = 5000
+# max_open_ms = 300000
+
+[admin]
+# The admin API (/api/trust, /api/policy, /api/audit) answers only while http.listen is a
+# loopback address, unless an admin token is set: then every admin request must carry
+# "Authorization: Bearer <token>", on any address. The file's first line is the token
+# (16 to 256 visible ASCII characters).
+# Example: token_file = "/etc/dawn/admin-token"
 "##;
 
 #[derive(Deserialize)]
@@ -496,6 +605,11 @@ struct RawConfig {
     identity: Option<RawIdentity>,
     http: Option<RawHttp>,
     log: Option<RawLog>,
+    telemetry: Option<RawTelemetry>,
+    trust: Option<dawn_trust::TrustConfig>,
+    policy: Option<dawn_trust::PolicyConfig>,
+    resilience: Option<dawn_resilience::ResilienceConfig>,
+    admin: Option<crate::security::RawAdmin>,
     discovery: Option<RawDiscovery>,
 }
 
@@ -525,6 +639,43 @@ struct RawHttp {
 struct RawLog {
     level: Option<String>,
     format: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+}
+
+/// An OTLP collector URL: `http://HOST[:PORT][/PATH]`, bounded, printable; empty means none.
+fn parse_otlp_endpoint(key: &str, value: &str) -> Result<Option<String>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > MAX_OTLP_ENDPOINT_LEN {
+        return Err(ConfigError::invalid(
+            key,
+            format!("the URL is longer than {MAX_OTLP_ENDPOINT_LEN} bytes"),
+        ));
+    }
+    let Some(rest) = value.strip_prefix("http://") else {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{value:?} is not an http:// URL (OTLP export is plain HTTP, e.g. \
+                 http://127.0.0.1:4318/v1/traces; put a local collector in front of a TLS one)"
+            ),
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value:?} is not a URL (expected http://HOST:PORT/PATH)"),
+        ));
+    }
+    Ok(Some(value.to_owned()))
 }
 
 #[derive(Deserialize)]

@@ -86,6 +86,12 @@ pub enum NodeError {
         #[source]
         source: BindError,
     },
+    /// The agent layer could not start (its handlers could not be registered).
+    #[error("cannot start the agents: {0}")]
+    Agents(String),
+    /// The node is still starting or already stopping: its agents are not available.
+    #[error("the node's agents are not running")]
+    AgentsUnavailable,
     /// The HTTP server could not be bound.
     #[error("cannot serve HTTP on {addr}: {source}")]
     HttpBind {
@@ -118,6 +124,10 @@ pub enum NodeError {
     /// The gossip configuration is invalid.
     #[error("gossip configuration: {0}")]
     Gossip(#[source] dawn_gossip::ConfigError),
+    /// The trust, policy or audit state could not be set up (a bad `[trust]` or
+    /// `[resilience]` section, an unreadable admin token, a damaged audit log).
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
     /// A simulation could not run (see [`simulate`](crate::simulate)).
     #[error("simulation: {0}")]
     Simulation(String),

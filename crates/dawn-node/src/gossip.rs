@@ -762,11 +762,19 @@ async fn send_loop(
                 debug!("no address to dial");
                 return;
             }
+            // Not to a peer the trust policy refuses, nor while its circuit breaker is open.
+            if let Err(blocked) = shared.security.dial_allowed(&peer) {
+                debug!(?blocked, "not dialling the peer");
+                return;
+            }
             let dial = tokio::time::timeout(DIAL_TIMEOUT, transport.connect(peer, &addrs));
             let result = tokio::select! {
                 () = cancel.cancelled() => return,
                 result = dial => result,
             };
+            shared
+                .security
+                .record_outcome(&peer, matches!(result, Ok(Ok(_))));
             match result {
                 Ok(Ok(connection)) => connection,
                 Ok(Err(error)) => {
@@ -942,6 +950,14 @@ impl Actor {
     async fn inbound(&mut self, inbound: Inbound) {
         bump(&self.shared.gossip.counters.frames_received);
         add(&self.shared.gossip.counters.bytes_received, inbound.frame.len());
+        // Each peer's messages/s and bytes/s limits; a persistent flood costs trust.
+        if !self
+            .shared
+            .security
+            .admit_gossip(&inbound.from, inbound.frame.len())
+        {
+            return;
+        }
         let from = inbound.from;
         let frame = &inbound.frame;
         match frame.first() {
@@ -969,6 +985,7 @@ impl Actor {
     fn malformed(&mut self, from: NodeId, reason: &str) {
         bump(&self.shared.gossip.counters.misbehaviours);
         warn!(peer = %from.fmt_short(), reason, "malformed gossip frame");
+        self.shared.security.malformed(&from);
     }
 
     /// Records hinted addresses in the address book.
@@ -1182,6 +1199,8 @@ impl Actor {
             Event::NeighborDown(peer) => debug!(peer = %peer.fmt_short(), "neighbour down"),
             Event::Misbehaviour { peer, kind } => {
                 bump(&self.shared.gossip.counters.misbehaviours);
+                // A trust penalty; a peer that falls to Untrusted is disconnected.
+                self.shared.security.misbehaviour(&peer, kind);
                 let kind = misbehaviour_name(kind);
                 warn!(peer = %peer.fmt_short(), kind, "gossip misbehaviour");
             }
@@ -1440,7 +1459,8 @@ mod tests {
         .unwrap();
         let me = transport.node_id();
         let (gossip_shared, _commands) = GossipShared::new();
-        let shared = Arc::new(Shared::new(me, vec![loopback], gossip_shared));
+        let security = crate::security::Security::for_tests(key.clone()).await;
+        let shared = Arc::new(Shared::new(me, vec![loopback], gossip_shared, security));
         let now = Instant::now();
         let (failed_tx, _failed_rx) = mpsc::unbounded_channel();
         let mut actor = Actor {

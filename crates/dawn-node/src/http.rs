@@ -43,14 +43,15 @@ pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
     };
     Router::new()
         .route("/status", get(status_page))
-        .route("/healthz", get(healthz))
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/gossip/{*topic}", get(recent_gossip).post(broadcast))
+        .merge(crate::admin::routes())
         .merge(crate::metrics::routes())
         .merge(crate::ui::routes())
         .merge(crate::chat::routes())
         .merge(crate::events::routes())
+        .merge(crate::gateway::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
@@ -149,6 +150,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let (allow, hint) = if uri.path().starts_with("/api/gossip/") {
         ("GET, HEAD, POST", "GET or POST")
+    } else if uri.path().starts_with("/api/trust/") || uri.path() == "/api/policy" {
+        ("GET, HEAD, PUT", "GET or PUT")
     } else {
         ("GET, HEAD", "GET")
     };
@@ -160,12 +163,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
-async fn healthz() -> Response {
-    let mut response = axum::Json(serde_json::json!({ "status": "ok" })).into_response();
-    no_store(&mut response);
     response
 }
 

@@ -98,18 +98,23 @@
 //! API are stable; fields are only ever added. The registry, trust penalties for gossip
 //! misbehaviour and the MCP gateway plug in here in later layers.
 
+mod admin;
+mod agents;
 mod api;
 mod chat;
 mod config;
 mod error;
 mod events;
+mod gateway;
 mod gossip;
 mod http;
 mod identity;
 mod mdns;
 mod metrics;
 mod node;
+mod offline;
 mod peers;
+mod security;
 mod simulate;
 mod trace;
 mod ui;
@@ -118,6 +123,7 @@ pub use crate::api::{
     ApiError, ApiErrorBody, BroadcastReceipt, Direction, NodeStatus, PeerInfo, PeerList,
     RecentDeliveries,
 };
+pub use crate::agents::{AgentError, Directory, DirectoryAgentInfo, DirectoryNode};
 pub use crate::chat::{
     CHAT_HISTORY, CHAT_TOPIC_PREFIX, ChatHistory, ChatMessage, ChatRoomInfo, ChatRooms,
     DEFAULT_ROOM, MAX_NICK_CHARS, MAX_PAYLOAD_LEN, MAX_ROOM_LEN, MAX_ROOMS, MAX_TEXT_BYTES,
@@ -127,6 +133,7 @@ pub use crate::config::{
     DiscoveryConfig, ENV_OVERRIDES, HttpConfig, IdentityConfig, LogConfig, LogFormat,
     MAX_BOOTSTRAP_PEERS, MAX_CONFIG_LEN, NodeConfig, default_config_path, default_data_dir,
 };
+pub use crate::config::{MAX_OTLP_ENDPOINT_LEN, TelemetryConfig};
 pub use crate::error::NodeError;
 pub use crate::gossip::{
     Delivery, GOSSIP_PROTOCOL, GossipError, GossipStats, INBOUND_BYTES, MAX_HINT_ADDRS,
@@ -143,10 +150,20 @@ pub use crate::metrics::{
     CallOutcome, METRICS_CONTENT_TYPE, MessageKind, Metrics, MetricsError,
 };
 pub use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME, Node, NodeBuilder};
+pub use crate::offline::{AuditVerification, OfflineError, export_audit_log, verify_audit_log};
+pub use crate::security::{
+    AdminConfig, AdminToken, AdminTokenError, AuditPage, Denied, MAX_ADMIN_TOKEN_LEN,
+    MAX_AUDIT_PAGE, MIN_ADMIN_TOKEN_LEN, PeerTrust, PolicyView, Readiness, SecurityError,
+    TrustList, TrustUpdate,
+};
 pub use crate::simulate::{
     MAX_SIMULATION_NODES, MessageReport, SimulationOptions, SimulationReport, simulate,
 };
 pub use crate::trace::{REQUEST_ID_FIELD, REQUEST_SPAN, RequestId, RequestIdError};
 pub use dawn_gossip::{Config as GossipConfig, MessageId, Topic};
-pub use dawn_identity::{NodeId, Passphrase};
+pub use dawn_identity::{AgentId, NodeId, Passphrase};
+pub use dawn_resilience::{HealthReport, ResilienceConfig};
+pub use dawn_trust::{
+    Assignment, AuditEntry, AuditKind, Permission, Policy, PolicyConfig, TrustConfig, TrustLevel,
+};
 pub use dawn_transport::TransportConfig;

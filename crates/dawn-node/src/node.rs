@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dawn_gossip::{Config as GossipConfig, MessageId};
 use dawn_identity::{NodeId, Passphrase, SealOptions};
+use dawn_resilience::RetryError;
 use dawn_store::Store;
 use dawn_transport::{Connection, Transport, TransportConfig, TransportEvent};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -27,18 +28,13 @@ use crate::metrics::Metrics;
 use crate::identity::{KeyOutcome, key_path, load_or_create};
 use crate::mdns::{self, Discovery, MdnsContext, MdnsService, MdnsStats};
 use crate::peers::{Change, MAX_KNOWN_PEERS, PeerRecord, PeerTable, now_unix_ms};
+use crate::security::{AcceptGate, DialBlocked, Security, SecurityOptions};
 
 /// The database's file name inside the data directory.
 pub const DB_FILE_NAME: &str = "dawn.db";
 
 /// The lock file that keeps two nodes off one data directory.
 pub const LOCK_FILE_NAME: &str = "node.lock";
-
-/// First reconnect delay after a failed dial.
-const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(250);
-
-/// Longest reconnect delay.
-const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// A known (non-bootstrap) peer is given up after this many failed dials in a row.
 const MAX_REDIAL_FAILURES: u32 = 8;
@@ -75,6 +71,11 @@ pub(crate) struct Shared {
     pub(crate) chat: crate::chat::ChatHub,
     /// Recorded into by every module; `GET /metrics` renders it.
     pub(crate) metrics: Metrics,
+    /// Trust, policy, the audit log and the resilience state (`crate::security`).
+    pub(crate) security: Arc<Security>,
+    /// This node's agents, the mesh directory and the MCP gateway (`crate::agents`); set
+    /// once the directory driver runs.
+    pub(crate) agents: OnceLock<Arc<crate::agents::Agents>>,
 }
 
 impl Shared {
@@ -82,6 +83,7 @@ impl Shared {
         node_id: NodeId,
         listen_addrs: Vec<SocketAddr>,
         gossip: GossipShared,
+        security: Arc<Security>,
     ) -> Self {
         Self {
             node_id,
@@ -93,7 +95,14 @@ impl Shared {
             events: crate::events::EventHub::new(),
             chat: crate::chat::ChatHub::new(),
             metrics: Metrics::new(),
+            security,
+            agents: OnceLock::new(),
         }
+    }
+
+    /// The bound HTTP address, once the server is bound.
+    pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr.get().copied()
     }
 
     /// The peer table; a panic elsewhere never makes it unusable.
@@ -119,6 +128,9 @@ impl Shared {
         let mut peers = self.table().snapshot(now_unix_ms());
         for peer in &mut peers {
             peer.view = self.gossip.view_of(&peer.node_id);
+            let (level, score) = self.security.standing(&peer.node_id);
+            peer.trust_level = Some(level);
+            peer.trust_score = Some(score);
         }
         peers
     }
@@ -145,11 +157,13 @@ pub struct NodeBuilder {
     passphrase: Option<Passphrase>,
     development: bool,
     seal_options: SealOptions,
-    backoff: (Duration, Duration),
+    /// Trust, policy, resilience and admin settings (`crate::security`).
+    pub(crate) security: SecurityOptions,
     transport: TransportConfig,
     gossip: GossipConfig,
     mdns: bool,
     mdns_service: MdnsService,
+    builtin_agents: bool,
 }
 
 impl Default for NodeBuilder {
@@ -169,11 +183,12 @@ impl NodeBuilder {
             passphrase: None,
             development: false,
             seal_options: SealOptions::default(),
-            backoff: (DEFAULT_BACKOFF_MIN, DEFAULT_BACKOFF_MAX),
+            security: SecurityOptions::default(),
             transport: TransportConfig::default(),
             gossip: GossipConfig::new(),
             mdns: false,
             mdns_service: MdnsService::default(),
+            builtin_agents: true,
         }
     }
 
@@ -191,7 +206,13 @@ impl NodeBuilder {
             .http(Some(config.http.listen))
             .development_mode(config.identity.development)
             .mdns(config.discovery.mdns)
-            .mdns_service(config.discovery.service.clone()))
+            .mdns_service(config.discovery.service.clone())
+            .security_options(SecurityOptions::from_config(config)))
+    }
+
+    fn security_options(mut self, options: SecurityOptions) -> Self {
+        self.security = options;
+        self
     }
 
     /// Where the key (`node.key`), the database (`dawn.db`) and the lock file live. Created
@@ -244,11 +265,13 @@ impl NodeBuilder {
         self
     }
 
-    /// Reconnect backoff: the first delay and the cap (defaults 250 ms and 30 s). Each delay
-    /// is jittered to between half and all of its nominal value.
+    /// Reconnect backoff: the base and the cap of the retry schedule (defaults 250 ms and
+    /// 30 s, `resilience.retry`). The n-th retry waits a random time up to
+    /// `min(max, min * 2^n)` (full jitter), within the node's retry budget.
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         let min = min.max(Duration::from_millis(1));
-        self.backoff = (min, max.max(min));
+        self.security.resilience.retry.base = min;
+        self.security.resilience.retry.cap = max.max(min);
         self
     }
 
@@ -269,6 +292,13 @@ impl NodeBuilder {
     /// [`NodeBuilder::from_config`]; never run when the QUIC address is loopback.
     pub fn mdns(mut self, enabled: bool) -> Self {
         self.mdns = enabled;
+        self
+    }
+
+    /// Whether the node hosts the built-in agents `echo`, `memory`, `directory` and `guide`
+    /// (default on).
+    pub fn builtin_agents(mut self, enabled: bool) -> Self {
+        self.builtin_agents = enabled;
         self
     }
 
@@ -330,13 +360,24 @@ impl NodeBuilder {
         }
 
         let gossip_key = key.clone();
-        let transport =
-            Transport::bind(key, self.listen, self.transport.clone()).map_err(|source| {
-                NodeError::Bind {
-                    addr: self.listen,
-                    source,
-                }
-            })?;
+        let agents_key = key.clone();
+        let security = Security::open(
+            key.clone(),
+            store.clone(),
+            self.security.clone(),
+            &self.bootstrap,
+        )
+        .await?;
+        // Every inbound peer is checked against the trust policy during the handshake.
+        let mut transport_config = self.transport.clone();
+        AcceptGate::install(&mut transport_config).open(&security);
+        let transport = Transport::bind(key, self.listen, transport_config).map_err(|source| {
+            NodeError::Bind {
+                addr: self.listen,
+                source,
+            }
+        })?;
+        security.attach(&transport);
         let quic_addr = match transport.local_addr() {
             Ok(addr) => addr,
             Err(source) => {
@@ -351,8 +392,20 @@ impl NodeBuilder {
         let cancel = CancellationToken::new();
         let gossip_inbound = gossip::listen(&transport, cancel.clone());
         let (gossip_shared, gossip_commands) = GossipShared::new();
-        let shared = Arc::new(Shared::new(node_id, vec![quic_addr], gossip_shared));
+        let shared = Arc::new(Shared::new(
+            node_id,
+            vec![quic_addr],
+            gossip_shared,
+            Arc::clone(&security),
+        ));
         shared.metrics.attach(&shared);
+        let (agent_host, registry_inbound) = match crate::agents::listen(&transport, &shared) {
+            Ok(listening) => listening,
+            Err(error) => {
+                transport.close("start failed").await;
+                return Err(error);
+            }
+        };
         let loaded = shared.table().load(records.into_iter().map(from_store));
 
         let http_listener = match self.http {
@@ -384,6 +437,7 @@ impl NodeBuilder {
 
         let tasks = TaskTracker::new();
         let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
+        let agents_store = store.clone();
         let writer = tokio::spawn(
             store_writer(store, store_rx).instrument(info_span!(parent: None, "dawn.node.store")),
         );
@@ -393,8 +447,8 @@ impl NodeBuilder {
             store: store_tx,
             cancel: cancel.clone(),
             tasks: tasks.clone(),
-            backoff: self.backoff,
         });
+        security.spawn_ticker(&tasks, cancel.clone());
 
         // Subscribe before anything can connect, so no event is missed.
         let events = transport.subscribe();
@@ -456,6 +510,32 @@ impl NodeBuilder {
             transport.close("start failed").await;
             return Err(NodeError::Gossip(error));
         }
+        let agents = crate::agents::start(
+            agent_host,
+            crate::agents::AgentsContext {
+                key: agents_key,
+                shared: Arc::clone(&shared),
+                transport: transport.clone(),
+                store: agents_store,
+                cancel: cancel.clone(),
+                tasks: tasks.clone(),
+                inbound: registry_inbound,
+                builtin: self.builtin_agents,
+            },
+        )
+        .await;
+        match agents {
+            Ok(agents) => {
+                let _ = shared.agents.set(agents);
+            }
+            Err(error) => {
+                cancel.cancel();
+                transport.close("start failed").await;
+                return Err(error);
+            }
+        }
+        crate::chat::start(&shared, &tasks, &cancel, &data_dir);
+        crate::events::spawn_peer_watch(Arc::clone(&shared), &tasks, cancel.clone());
         let discovery = if self.mdns {
             mdns::start(MdnsContext {
                 node_id,
@@ -468,8 +548,6 @@ impl NodeBuilder {
         } else {
             None
         };
-        crate::chat::start(&shared, &tasks, &cancel, &data_dir);
-        crate::events::spawn_peer_watch(Arc::clone(&shared), &tasks, cancel.clone());
 
         info!(
             node = %node_id,
@@ -523,6 +601,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The state shared with the node's tasks, for modules that add to `Node`.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
     /// This node's identity.
     #[must_use]
     pub fn node_id(&self) -> NodeId {
@@ -603,18 +686,18 @@ impl Node {
         self.inner.shared.gossip.stats()
     }
 
-    /// The counters of LAN discovery over mDNS, or `None` when it is not running (off, a
-    /// loopback QUIC address, or no mDNS daemon could start).
-    #[must_use]
-    pub fn mdns_stats(&self) -> Option<MdnsStats> {
-        self.discovery.as_ref().map(Discovery::stats)
-    }
-
     /// The node's metrics, as `GET /metrics` renders them: record into it, or
     /// [`encode`](Metrics::encode) it without HTTP.
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.inner.shared.metrics
+    }
+
+    /// The counters of LAN discovery over mDNS, or `None` when it is not running (off, a
+    /// loopback QUIC address, or no mDNS daemon could start).
+    #[must_use]
+    pub fn mdns_stats(&self) -> Option<MdnsStats> {
+        self.discovery.as_ref().map(Discovery::stats)
     }
 
     /// The transport, for protocols layered on top (request handlers, raw streams).
@@ -637,10 +720,12 @@ impl Node {
             let addrs: Vec<SocketAddr> = addrs.iter().copied().take(MAX_DIAL_ADDRS).collect();
             match self.inner.transport.connect(peer, &addrs).await {
                 Ok(connection) => {
+                    self.inner.shared.security.record_outcome(&peer, true);
                     self.inner.on_connected(&connection).await;
                     Ok(())
                 }
                 Err(source) => {
+                    self.inner.shared.security.record_outcome(&peer, false);
                     self.inner.on_dial_failed(peer, &addrs).await;
                     Err(NodeError::Connect {
                         peer: Box::new(peer),
@@ -713,6 +798,8 @@ impl Node {
         for change in changes {
             inner.persist_seen(change, now).await;
         }
+        // The audit log's last entry and the trust records, before the store closes.
+        inner.shared.security.close().await;
         let (done_tx, done_rx) = oneshot::channel();
         if inner.store.send(StoreOp::Close(done_tx)).await.is_ok() {
             let _ = done_rx.await;
@@ -916,7 +1003,6 @@ struct Inner {
     store: mpsc::Sender<StoreOp>,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    backoff: (Duration, Duration),
 }
 
 impl Inner {
@@ -969,6 +1055,8 @@ impl Inner {
                 addr = %connection.remote_addr(),
                 "peer connected"
             );
+            // Audited; a peer the trust policy refuses is disconnected again.
+            self.shared.security.on_connected(connection);
             self.persist_seen(change, now).await;
         }
     }
@@ -1061,23 +1149,52 @@ impl Inner {
     }
 
     /// Keeps one peer connected: waits while a connection is up, dials when none is, and
-    /// backs off (exponentially, jittered, capped) after failures.
+    /// after failures backs off with full jitter within the node's retry budget. A peer whose
+    /// circuit breaker is open is not dialled until it half-opens; a peer the trust policy
+    /// refuses is not dialled at all.
     async fn maintain(self: Arc<Self>, target: Target) {
         let peer = target.node_id();
         let persistent = matches!(target, Target::Bootstrap(_));
-        let (min, max) = self.backoff;
-        let mut delay = min;
-        let mut failures: u32 = 0;
+        let security = Arc::clone(&self.shared.security);
+        let limit = (!persistent).then_some(MAX_REDIAL_FAILURES);
+        let mut retry = match security.dial_retry(limit) {
+            Ok(retry) => retry,
+            Err(error) => {
+                warn!(%error, "no retry schedule; not dialling the peer");
+                return;
+            }
+        };
         loop {
             if self.cancel.is_cancelled() {
                 return;
             }
             if let Some(connection) = self.transport.connection(&peer) {
-                failures = 0;
-                delay = min;
                 tokio::select! {
                     () = self.cancel.cancelled() => return,
                     _ = connection.closed() => {}
+                }
+                // A new series of dials: the retry starts over and earns the budget.
+                retry.reset(Instant::now());
+                security.dial_series();
+                continue;
+            }
+            let blocked = match security.dial_allowed(&peer) {
+                Ok(()) => None,
+                Err(DialBlocked::Breaker(retry_after)) => Some(retry_after),
+                Err(DialBlocked::Refused) if persistent => Some(self.shared.security.retry_cap()),
+                Err(DialBlocked::Refused) => {
+                    info!("the trust policy refuses the peer; not dialling it");
+                    return;
+                }
+            };
+            if let Some(wait) = blocked {
+                debug!(
+                    retry_in_ms = wait.as_millis(),
+                    "not dialling the peer for now"
+                );
+                tokio::select! {
+                    () = self.cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
                 }
                 continue;
             }
@@ -1088,24 +1205,34 @@ impl Inner {
             };
             match result {
                 Ok(connection) => {
-                    debug!(attempts = failures + 1, "dial succeeded");
+                    security.record_outcome(&peer, true);
+                    debug!(attempts = retry.failures() + 1, "dial succeeded");
                     self.on_connected(&connection).await;
-                    continue;
                 }
                 Err(error) => {
-                    failures = failures.saturating_add(1);
+                    security.record_outcome(&peer, false);
                     self.on_dial_failed(peer, &addrs).await;
-                    if !persistent && failures >= MAX_REDIAL_FAILURES {
-                        info!(%error, failures, "giving up on the peer until the next start");
-                        return;
-                    }
-                    let wait = jitter(delay);
-                    debug!(%error, failures, retry_in_ms = wait.as_millis(), "dial failed");
+                    let wait = loop {
+                        match security.next_dial_delay(&mut retry) {
+                            Ok(wait) => break wait,
+                            // A bootstrap peer is never given up: wait for the budget.
+                            Err(RetryError::Budget { retry_after }) if persistent => {
+                                tokio::select! {
+                                    () = self.cancel.cancelled() => return,
+                                    () = tokio::time::sleep(retry_after) => {}
+                                }
+                            }
+                            Err(stop) => {
+                                info!(%error, %stop, "giving up on the peer until the next start");
+                                return;
+                            }
+                        }
+                    };
+                    debug!(%error, failures = retry.failures(), retry_in_ms = wait.as_millis(), "dial failed");
                     tokio::select! {
                         () = self.cancel.cancelled() => return,
                         () = tokio::time::sleep(wait) => {}
                     }
-                    delay = delay.saturating_mul(2).min(max);
                 }
             }
         }
@@ -1136,29 +1263,9 @@ impl Inner {
     }
 }
 
-/// `delay` scaled to a random point between half and all of it, so that peers that lost each
-/// other at the same moment do not redial in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    let mut bytes = [0u8; 2];
-    if dawn_crypto::fill_random(&mut bytes).is_err() {
-        return delay;
-    }
-    let fraction = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX);
-    delay.mul_f64(0.5 + fraction / 2.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_half_and_whole() {
-        let delay = Duration::from_millis(1000);
-        let samples: Vec<Duration> = (0..200).map(|_| jitter(delay)).collect();
-        assert!(samples.iter().all(|d| *d >= delay / 2 && *d <= delay));
-        // Not constant.
-        assert!(samples.iter().any(|d| *d != samples[0]));
-    }
 
     #[test]
     fn storable_drops_undialable_addresses() {

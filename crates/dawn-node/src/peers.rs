@@ -266,6 +266,8 @@ impl PeerTable {
                 failures: e.failures,
                 bootstrap: e.bootstrap,
                 view: None,
+                trust_level: None,
+                trust_score: None,
             })
             .collect();
         peers.sort_by(|a, b| {

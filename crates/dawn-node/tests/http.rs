@@ -28,7 +28,10 @@ async fn health_status_and_peers_have_stable_fields() {
 
     let health = get(http, "/healthz").await;
     assert_eq!(health.status, 200);
-    assert_eq!(health.json(), serde_json::json!({ "status": "ok" }));
+    let health = health.json();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["ready"], true);
+    assert_eq!(health["components"]["store"]["status"], "healthy");
 
     let status = get(http, "/api/status").await;
     assert_eq!(status.status, 200);
@@ -72,7 +75,9 @@ async fn health_status_and_peers_have_stable_fields() {
             "last_seen_unix_ms",
             "failures",
             "bootstrap",
-            "view"
+            "view",
+            "trust_level",
+            "trust_score"
         ]
         .map(String::from)
         .into()
@@ -82,6 +87,9 @@ async fn health_status_and_peers_have_stable_fields() {
     assert_eq!(entry["direction"], "inbound");
     assert_eq!(entry["addresses"][0], b.quic_addr().to_string());
     assert_eq!(entry["failures"], 0);
+    // A peer that just connected is unknown, near the baseline score.
+    assert_eq!(entry["trust_level"], "unknown");
+    assert!(entry["trust_score"].as_f64().unwrap() >= 0.5);
     let typed: PeerList = serde_json::from_value(json).unwrap();
     assert_eq!(typed.peers.len(), 1);
 
