@@ -88,6 +88,9 @@ pub(crate) struct ServerEvent {
 pub(crate) struct EventHub {
     tx: broadcast::Sender<ServerEvent>,
     streams: Arc<Semaphore>,
+    /// Ends every stream when the node stops, so that a graceful HTTP shutdown is not held up
+    /// by browsers that keep their event streams open.
+    stop: CancellationToken,
 }
 
 impl Default for EventHub {
@@ -102,6 +105,7 @@ impl EventHub {
         Self {
             tx,
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -153,16 +157,24 @@ async fn events(State(state): State<AppState>) -> Response {
         return response;
     };
     let rx = state.shared.events.subscribe();
+    let stop = state.shared.events.stop.clone();
     let hello = Event::default()
         .event("hello")
         .data(format!("{{\"node_id\":\"{}\"}}", state.shared.node_id));
     let stream = futures_util::stream::unfold(
-        (Some(hello), rx, slot),
-        |(first, mut rx, slot)| async move {
+        (Some(hello), rx, slot, stop),
+        |(first, mut rx, slot, stop)| async move {
             if let Some(hello) = first {
-                return Some((Ok::<_, std::convert::Infallible>(hello), (None, rx, slot)));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(hello),
+                    (None, rx, slot, stop),
+                ));
             }
-            let event = match rx.recv().await {
+            let received = tokio::select! {
+                () = stop.cancelled() => return None,
+                received = rx.recv() => received,
+            };
+            let event = match received {
                 Ok(event) => Event::default()
                     .event(event.kind.as_str())
                     .data(event.data.as_ref()),
@@ -171,7 +183,7 @@ async fn events(State(state): State<AppState>) -> Response {
                     .data(format!("{{\"missed\":{missed}}}")),
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            Some((Ok(event), (None, rx, slot)))
+            Some((Ok(event), (None, rx, slot, stop)))
         },
     );
     let mut response = Sse::new(stream)
@@ -184,7 +196,8 @@ async fn events(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Publishes a `peers` event whenever the peer table or the gossip views change. The peer
+/// Publishes a `peers` event whenever the peer table or the gossip views change, and ends the
+/// event streams when `cancel` fires (the node is stopping). The peer
 /// table is owned by the node's event follower and the views by the gossip actor; comparing a
 /// digest twice a second keeps both free of UI concerns.
 pub(crate) fn spawn_peer_watch(
@@ -200,7 +213,10 @@ pub(crate) fn spawn_peer_watch(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    () = cancel.cancelled() => return,
+                    () = cancel.cancelled() => {
+                        shared.events.stop.cancel();
+                        return;
+                    }
                     _ = tick.tick() => {}
                 }
                 if shared.events.tx.receiver_count() == 0 {
