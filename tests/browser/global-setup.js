@@ -1,5 +1,5 @@
 // Starts two real dawn-node processes on loopback (B bootstraps from A), waits until they are
-// gossip neighbours, and writes their addresses to .nodes.json for the specs. Returns the
+// gossip neighbours, makes each trust the other (so each may call the other's agents), and writes their addresses to .nodes.json for the specs. Returns the
 // teardown that stops them (SIGTERM, then SIGKILL) and removes their data directories.
 
 "use strict";
@@ -78,6 +78,21 @@ async function neighbours(a, b) {
   }
 }
 
+/**
+ * `node` vouches for `peer` (PUT /api/trust, allowed on loopback without a token): by default
+ * a peer, even a bootstrap one, may not call this node's agents.
+ */
+async function trust(node, peer) {
+  const response = await fetch(`${node.http}/api/trust/${peer.node_id}`, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ level: "trusted" }),
+  });
+  if (!response.ok) {
+    throw new Error(`${node.name} could not trust ${peer.name}: ${response.status} ${await response.text()}`);
+  }
+}
+
 function stop(node) {
   return new Promise((resolve) => {
     if (!node || node.child.exitCode !== null || node.child.signalCode !== null) {
@@ -115,6 +130,8 @@ module.exports = async function globalSetup() {
     started.push(b);
     await neighbours(a, b);
     await neighbours(b, a);
+    await trust(a, b);
+    await trust(b, a);
     const describe = ({ name, pid, node_id, quic, http, data_dir }) => ({ name, pid, node_id, quic, http, data_dir });
     fs.writeFileSync(STATE, JSON.stringify({ work, a: describe(a), b: describe(b) }, null, 2));
   } catch (error) {

@@ -47,7 +47,7 @@ test.describe("agents", () => {
     await directoryReady(request, a, b);
     const errors = watchErrors(page);
     await page.goto(`${a.http}/#/tools`);
-    await page.getByLabel("Agent").selectOption(`${b.node_id}/echo`);
+    await page.getByRole("combobox", { name: "Agent", exact: true }).selectOption(`${b.node_id}/echo`);
     await expect(page).toHaveURL(new RegExp(`#/tools/${b.node_id}/echo`));
     const tool = page.locator('details.tool[data-tool="echo"]');
     await tool.locator("summary").click();
