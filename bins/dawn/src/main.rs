@@ -14,6 +14,13 @@ use dawn_node::{
 };
 use serde::de::DeserializeOwned;
 
+mod agents;
+mod audit;
+mod mcp_bridge;
+mod trust;
+
+mod health;
+
 /// Largest response read from the node, in bytes.
 const MAX_RESPONSE: u64 = 8 * 1024 * 1024;
 
@@ -43,7 +50,8 @@ struct Cli {
 enum Command {
     /// Print the node's id.
     Id,
-    /// Show the node's id, version, uptime, addresses and peer count.
+    /// Show the node's id, version, uptime, addresses and peers, and its health: gossip
+    /// counters, readiness (GET /readyz) and agents (GET /api/agents).
     Status,
     /// List the peers the node knows, connected ones first.
     Peers,
@@ -60,6 +68,28 @@ enum Command {
         /// The topic.
         topic: String,
     },
+    /// List the agents of the whole mesh, grouped by node.
+    Agents,
+    /// Call a tool of any agent on the mesh and print its text result.
+    Call {
+        /// The agent's address, `<node_id>:<agent_id>`.
+        address: String,
+        /// The tool's name.
+        tool: String,
+        /// The arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+    },
+    /// Bridge an MCP client's stdio to the node's MCP gateway (`/mcp`): configure desktop
+    /// MCP clients to launch `dawn mcp` as a server.
+    Mcp,
+    /// Verify or export the node's audit log (reads the database; the node may be stopped).
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// List the peers' trust levels and scores, or assign a peer a level (admin API).
+    Trust(trust::TrustArgs),
     /// Start N real nodes on 127.0.0.1 in this process, join them through node 0, broadcast
     /// from several of them, and print who received each message and how fast.
     Simulate {
@@ -95,7 +125,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     {
         return simulate(nodes, seed, messages);
     }
+    if let Command::Audit { command } = &cli.command {
+        return audit::run(command, cli.config.as_deref(), cli.json);
+    }
     let base = node_url(cli)?;
+    if let Command::Mcp = cli.command {
+        return mcp_bridge::run(&base, std::io::stdin(), Box::new(std::io::stdout()));
+    }
     let client = Client::new(base);
     match cli.command {
         Command::Id => {
@@ -112,9 +148,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 print_json(&raw)?;
             } else {
                 print!("{}", format_status(&status));
+                print!("{}", health::summary(&client, &status)?);
             }
         }
-        Command::Simulate { .. } => {}
+        Command::Simulate { .. } | Command::Audit { .. } | Command::Mcp => {}
+        Command::Agents => agents::list(&client, cli.json)?,
+        Command::Call {
+            ref address,
+            ref tool,
+            ref arguments,
+        } => agents::call(&client, address, tool, arguments, cli.json)?,
+        Command::Trust(ref args) => trust::run(&client, args, cli.config.as_deref(), cli.json)?,
         Command::Broadcast {
             ref topic,
             ref message,

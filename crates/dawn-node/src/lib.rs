@@ -150,7 +150,9 @@ pub use crate::metrics::{
     CallOutcome, METRICS_CONTENT_TYPE, MessageKind, Metrics, MetricsError,
 };
 pub use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME, Node, NodeBuilder};
-pub use crate::offline::{AuditVerification, OfflineError, export_audit_log, verify_audit_log};
+pub use crate::offline::{
+    AuditVerification, OfflineError, backup, export_audit_log, restore, verify_audit_log,
+};
 pub use crate::security::{
     AdminConfig, AdminToken, AdminTokenError, AuditPage, Denied, MAX_ADMIN_TOKEN_LEN,
     MAX_AUDIT_PAGE, MIN_ADMIN_TOKEN_LEN, PeerTrust, PolicyView, Readiness, SecurityError,
@@ -161,7 +163,8 @@ pub use crate::simulate::{
 };
 pub use crate::trace::{REQUEST_ID_FIELD, REQUEST_SPAN, RequestId, RequestIdError};
 pub use dawn_gossip::{Config as GossipConfig, MessageId, Topic};
-pub use dawn_identity::{AgentId, NodeId, Passphrase};
+pub use dawn_identity::{AgentAddr, AgentId, NodeId, Passphrase};
+pub use dawn_mcp::{Agent, AgentClient, CallError};
 pub use dawn_resilience::{HealthReport, ResilienceConfig};
 pub use dawn_trust::{
     Assignment, AuditEntry, AuditKind, Permission, Policy, PolicyConfig, TrustConfig, TrustLevel,
