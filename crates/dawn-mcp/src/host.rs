@@ -22,6 +22,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span, warn};
 
+use crate::REQUEST_ID_META;
 use crate::agent::{Agent, AgentInfo, MAX_INFO_ITEMS, info_item};
 use crate::client::{AgentClient, DEFAULT_MAX_MESSAGE_LEN, connect_agent};
 use crate::error::{CallError, denied_error, timed_out_error};
@@ -535,8 +536,62 @@ fn action_of(request: &ClientRequest) -> Option<Action<'_>> {
     })
 }
 
+/// The request id a caller put in a tool call's `_meta` under [`REQUEST_ID_META`], if it is
+/// a sane one (1 to 64 ASCII alphanumerics or `-`).
+fn request_id_of(request: &ClientRequest) -> Option<&str> {
+    let ClientRequest::CallToolRequest(call) = request else {
+        return None;
+    };
+    let id = call.params.meta.as_ref()?.0.get(REQUEST_ID_META)?.as_str()?;
+    let sane = (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    sane.then_some(id)
+}
+
 impl Service<RoleServer> for Session {
     async fn handle_request(
+        &self,
+        request: ClientRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        // A tool call that carries the caller's request id is logged under it, so one call
+        // can be followed across both nodes' logs.
+        let span = match (request_id_of(&request), &self.guard, &request) {
+            (Some(id), Some(guard), ClientRequest::CallToolRequest(call)) => {
+                let span = tracing::info_span!(
+                    "dawn_mcp.host.request",
+                    dawn.req_id = %id,
+                    caller = %guard.caller,
+                    agent = %guard.agent,
+                    tool = %call.params.name,
+                );
+                span.in_scope(|| tracing::info!("agent tool call received"));
+                span
+            }
+            _ => tracing::Span::none(),
+        };
+        self.handle_checked(request, context).instrument(span).await
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ClientNotification,
+        context: NotificationContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        DynService::handle_notification(self.inner.as_ref(), notification, context).await
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        DynService::get_info(self.inner.as_ref())
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        DynService::supported_protocol_versions(self.inner.as_ref())
+    }
+}
+
+impl Session {
+    async fn handle_checked(
         &self,
         request: ClientRequest,
         context: RequestContext<RoleServer>,
@@ -570,22 +625,6 @@ impl Service<RoleServer> for Session {
                 Err(ErrorData::internal_error("request cancelled by the caller", None))
             }
         }
-    }
-
-    async fn handle_notification(
-        &self,
-        notification: ClientNotification,
-        context: NotificationContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        DynService::handle_notification(self.inner.as_ref(), notification, context).await
-    }
-
-    fn get_info(&self) -> ServerConfig {
-        DynService::get_info(self.inner.as_ref())
-    }
-
-    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        DynService::supported_protocol_versions(self.inner.as_ref())
     }
 }
 

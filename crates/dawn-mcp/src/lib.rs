@@ -85,6 +85,11 @@ mod policy;
 mod preamble;
 mod text;
 
+/// The `_meta` key under which a caller may give a tool call its request id (1 to 64 ASCII
+/// alphanumerics or `-`); the serving host logs the call in a `dawn_mcp.host.request` span
+/// with that id as `dawn.req_id`, so one call can be followed across both nodes' logs.
+pub const REQUEST_ID_META: &str = "dawn/requestId";
+
 pub use crate::agent::{
     Agent, AgentInfo, AgentInfoError, MAX_AGENT_DESCRIPTION_LEN, MAX_AGENT_NAME_LEN,
     MAX_INFO_ITEM_LEN, MAX_INFO_ITEMS,
