@@ -191,6 +191,21 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
+    /// [`Store::backup_to`](crate::Store::backup_to) was given a path that already exists;
+    /// a backup never overwrites a file.
+    #[error("{} already exists; a backup never overwrites a file", path.display())]
+    BackupTargetExists {
+        /// The backup path.
+        path: PathBuf,
+    },
+    /// [`Store::restore_from`](crate::Store::restore_from) found the target database open or
+    /// locked by a store or another SQLite connection. Close the node first. The target was
+    /// not modified.
+    #[error("{} is open or locked by another connection; stop the node before restoring", path.display())]
+    RestoreTargetInUse {
+        /// The target database path.
+        path: PathBuf,
+    },
     /// A setting could not be converted to or from JSON.
     #[error("setting {key:?} is not valid JSON for the requested type: {detail}")]
     InvalidJson {

@@ -51,6 +51,7 @@
 
 mod agent_data;
 mod audit;
+mod backup;
 mod error;
 mod header;
 mod migrations;
