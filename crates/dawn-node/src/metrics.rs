@@ -765,7 +765,7 @@ mod tests {
         let bucket = |le: &str| {
             sample(
                 &text,
-                &format!("dawn_agent_call_duration_seconds_bucket{{{labels},le=\"{le}\"}}"),
+                &format!("dawn_agent_call_duration_seconds_bucket{{le=\"{le}\",{labels}}}"),
             )
         };
         assert_eq!(bucket("0.002"), Some("0"));

@@ -98,9 +98,13 @@ impl RequestId {
     ///
     /// Enter it (or `.instrument(span)` the future) around all the work for the request, so
     /// every log line inside carries the fields; other spans inside nest under it.
+    ///
+    /// The span has level ERROR, although it marks no error: a span is recorded only when
+    /// the log filter enables its level, and this one must be, so that the warnings and
+    /// errors of a request keep its id under a `warn` or `error` filter too.
     #[must_use]
     pub fn span(self, peer: &NodeId, op: &'static str, direction: Direction) -> tracing::Span {
-        tracing::info_span!(
+        tracing::error_span!(
             "dawn.node.request",
             dawn.req_id = %self,
             peer = %peer.fmt_short(),
