@@ -4,6 +4,8 @@
 //! logging, resolves the key passphrase, and runs the `dawn-node` library until SIGINT or
 //! SIGTERM.
 
+mod logging;
+
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -193,27 +195,6 @@ fn load_config(args: &RunArgs) -> anyhow::Result<(Config, Option<&'static str>)>
     Ok((config, level_origin))
 }
 
-/// Logs go to stderr; stdout carries the addresses and the `ready` line.
-fn init_tracing(config: &Config, level_origin: Option<&'static str>) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
-    let (origin, text) = match (level_origin, rust_log) {
-        (None, Some(text)) => ("RUST_LOG", text),
-        (origin, _) => (origin.unwrap_or("log.level"), config.log.level.clone()),
-    };
-    let filter = EnvFilter::try_new(&text)
-        .map_err(|e| anyhow::anyhow!("{origin}: {text:?} is not a log filter ({e})"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let result = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        _ => builder.try_init(),
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
-}
-
 fn prompt(text: &str) -> anyhow::Result<Passphrase> {
     let answer = rpassword::prompt_password(text).context("reading the passphrase")?;
     Passphrase::new(answer).map_err(|source| {
@@ -275,7 +256,8 @@ fn passphrase(
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
     let (config, level_origin) = load_config(args)?;
-    init_tracing(&config, level_origin)?;
+    // Kept until the end of `run`: dropping it flushes the trace export.
+    let _logging = logging::init(&config, level_origin)?;
     let data_dir = config.data_dir()?;
     let passphrase = passphrase(&config, args, &data_dir)?;
     let mut builder = NodeBuilder::from_config(&config)?;
