@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 mod agents;
 mod audit;
+mod backup;
 mod mcp_bridge;
 mod trust;
 
@@ -90,6 +91,10 @@ enum Command {
     },
     /// List the peers' trust levels and scores, or assign a peer a level (admin API).
     Trust(trust::TrustArgs),
+    /// Copy the node's database to FILE (works while the node runs).
+    Backup(backup::BackupArgs),
+    /// Put a backup back as the node's database (refused while the node runs).
+    Restore(backup::RestoreArgs),
     /// Start N real nodes on 127.0.0.1 in this process, join them through node 0, broadcast
     /// from several of them, and print who received each message and how fast.
     Simulate {
@@ -125,8 +130,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     {
         return simulate(nodes, seed, messages);
     }
-    if let Command::Audit { command } = &cli.command {
-        return audit::run(command, cli.config.as_deref(), cli.json);
+    match &cli.command {
+        Command::Audit { command } => return audit::run(command, cli.config.as_deref(), cli.json),
+        Command::Backup(args) => return backup::run_backup(args, cli.config.as_deref()),
+        Command::Restore(args) => return backup::run_restore(args, cli.config.as_deref()),
+        _ => {}
     }
     let base = node_url(cli)?;
     if let Command::Mcp = cli.command {
@@ -151,7 +159,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 print!("{}", health::summary(&client, &status)?);
             }
         }
-        Command::Simulate { .. } | Command::Audit { .. } | Command::Mcp => {}
+        Command::Simulate { .. }
+        | Command::Audit { .. }
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Mcp => {}
         Command::Agents => agents::list(&client, cli.json)?,
         Command::Call {
             ref address,

@@ -14,7 +14,7 @@ use dawn_trust::{AuditEntry, AuditJsonError, AuditVerifyError, verify_chain};
 
 use crate::error::NodeError;
 use crate::identity::{KeyState, inspect_key};
-use crate::node::DB_FILE_NAME;
+use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME};
 
 /// An offline operation on a data directory failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,27 @@ pub enum OfflineError {
     /// Writing the output failed.
     #[error("writing the export: {0}")]
     Io(#[source] std::io::Error),
+    /// A node runs on the data directory (it holds the lock file); stop it first.
+    #[error(
+        "a dawn-node is running on {} (lock file {} is held); stop it before restoring",
+        dir.display(),
+        lock.display()
+    )]
+    NodeRunning {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The data directory does not exist or its lock file cannot be opened.
+    #[error("data directory {}: {source}", dir.display())]
+    DataDir {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The result of a successful [`verify_audit_log`].
@@ -135,4 +156,60 @@ pub fn export_audit_log(data_dir: &Path, out: &mut dyn Write) -> Result<u64, Off
     }
     out.flush().map_err(OfflineError::Io)?;
     Ok(written)
+}
+
+/// Writes a consistent copy of the database of `data_dir` to the new file `dest`, with
+/// SQLite's online backup: the node may keep running (it is not paused; the copy is the
+/// database as of one commit). The node key is not part of it: keep `node.key` separately.
+///
+/// # Errors
+/// [`OfflineError::NoDatabase`] if there is no database, [`OfflineError::Store`] if `dest`
+/// exists already, cannot be written, or the copy fails its integrity check.
+pub fn backup(data_dir: &Path, dest: &Path) -> Result<(), OfflineError> {
+    let store = open_store(data_dir)?;
+    store.backup_to(dest)?;
+    Ok(())
+}
+
+/// Replaces the database of `data_dir` with the backup `source` (made by [`backup`]), or
+/// creates it there. Refuses while a node runs on the directory, and holds the directory's
+/// lock meanwhile so that none can start. The backup is checked (a Dawn database this build
+/// can read, intact) before anything is changed; the copy is all or nothing.
+///
+/// # Errors
+/// [`OfflineError::NodeRunning`] while a node holds the lock, [`OfflineError::DataDir`] if
+/// the directory is missing, [`OfflineError::Store`] if the backup fails a check or the copy
+/// fails (the database is then unchanged).
+pub fn restore(data_dir: &Path, source: &Path) -> Result<(), OfflineError> {
+    let lock_path = data_dir.join(LOCK_FILE_NAME);
+    let io = |source| OfflineError::DataDir {
+        dir: data_dir.to_owned(),
+        source,
+    };
+    if !data_dir.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such directory",
+        )));
+    }
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OfflineError::NodeRunning {
+                dir: data_dir.to_owned(),
+                lock: lock_path,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    let result = Store::restore_from(source, data_dir.join(DB_FILE_NAME));
+    // Closing the file releases the lock.
+    drop(lock);
+    Ok(result?)
 }

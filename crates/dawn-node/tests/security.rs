@@ -549,6 +549,48 @@ async fn a_runtime_policy_is_kept_until_the_configured_one_changes() {
         .await
         .unwrap();
     let view = a.policy();
-    assert_eq!((view.source.as_str(), &view.policy), ("config", &configured));
+    assert_eq!(
+        (view.source.as_str(), &view.policy),
+        ("config", &configured)
+    );
     a.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_running_restores_the_trust_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = tempfile::tempdir().unwrap();
+    let backup_file = spare.path().join("dawn.backup");
+    let peer: NodeId = SigningKey::from_bytes(&[7; 32]).verifying_key().into();
+
+    let a = start(dir.path()).await;
+    a.set_trust(peer, TrustUpdate::new(TrustLevel::Trusted))
+        .await
+        .unwrap();
+    // Online: the node keeps running.
+    dawn_node::backup(dir.path(), &backup_file).unwrap();
+    let at_backup = a.audit_entries(None, 1000).await.unwrap().len();
+    assert!(matches!(
+        dawn_node::backup(dir.path(), &backup_file),
+        Err(OfflineError::Store(_))
+    ));
+    a.set_trust(peer, TrustUpdate::new(TrustLevel::Untrusted))
+        .await
+        .unwrap();
+    // Not while the node runs.
+    assert!(matches!(
+        dawn_node::restore(dir.path(), &backup_file),
+        Err(OfflineError::NodeRunning { .. })
+    ));
+    a.shutdown().await.unwrap();
+
+    dawn_node::restore(dir.path(), &backup_file).unwrap();
+    let verified = verify_audit_log(dir.path()).unwrap();
+    assert_eq!(verified.entries, at_backup as u64);
+    let a = start(dir.path()).await;
+    assert_eq!(a.trust(&peer).level, TrustLevel::Trusted);
+    // The chain goes on from the restored head.
+    a.shutdown().await.unwrap();
+    let after = verify_audit_log(dir.path()).unwrap();
+    assert_eq!(after.entries, at_backup as u64 + 2);
 }
