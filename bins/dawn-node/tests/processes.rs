@@ -352,3 +352,106 @@ fn an_encrypted_key_without_its_passphrase_is_a_clear_error() {
     assert_eq!(node.node_id, id);
     assert!(node.terminate().success());
 }
+
+/// One HTTP/1.1 request with a JSON body to a node's loopback API: status and JSON answer.
+fn send_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+/// The request ids (`dawn.req_id=...`) on the log lines that contain `marker`.
+fn request_ids(log: &str, marker: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains(marker))
+        .filter_map(|line| {
+            let rest = &line[line.find("dawn.req_id=")? + "dawn.req_id=".len()..];
+            let id: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            (!id.is_empty()).then_some(id)
+        })
+        .collect()
+}
+
+#[test]
+fn a_cross_node_call_carries_one_request_id_through_both_nodes_logs() {
+    let home = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (home.path().join("a"), home.path().join("b"));
+    let a = NodeProcess::spawn(home.path(), "a", &dir_a, &["--listen", "127.0.0.1:0"]);
+    let b = NodeProcess::spawn(
+        home.path(),
+        "b",
+        &dir_b,
+        &["--listen", "127.0.0.1:0", "--bootstrap", &a.bootstrap_arg()],
+    );
+    // B lets A call its tools, then A waits until it knows B's agents.
+    let (status, body) = send_json(
+        b.http,
+        "PUT",
+        &format!("/api/trust/{}", a.node_id),
+        &serde_json::json!({"level": "trusted"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get_json(a.http, "/api/agents")["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|node| node["node_id"] == b.node_id.as_str())
+    {
+        assert!(Instant::now() < deadline, "A never learned B's agents");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (status, body) = send_json(
+        a.http,
+        "POST",
+        &format!("/api/agents/{}/echo/tools/echo", b.node_id),
+        &serde_json::json!({"text": "follow me"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let sent = request_ids(
+        &std::fs::read_to_string(&a.stderr).unwrap(),
+        "agent tool call sent",
+    );
+    assert_eq!(sent.len(), 1, "A's log: {sent:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let received = request_ids(
+            &std::fs::read_to_string(&b.stderr).unwrap(),
+            "agent tool call received",
+        );
+        if received.contains(&sent[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never logged request {} (it logged {received:?})",
+            sent[0]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(b.terminate().success());
+    assert!(a.terminate().success());
+}

@@ -536,15 +536,13 @@ fn action_of(request: &ClientRequest) -> Option<Action<'_>> {
     })
 }
 
-/// The request id a caller put in a tool call's `_meta` under [`REQUEST_ID_META`], if it is
-/// a sane one (1 to 64 ASCII alphanumerics or `-`).
-fn request_id_of(request: &ClientRequest) -> Option<&str> {
-    let ClientRequest::CallToolRequest(call) = request else {
-        return None;
-    };
-    let id = call.params.meta.as_ref()?.0.get(REQUEST_ID_META)?.as_str()?;
-    let sane = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+/// The request id a caller put in a request's `_meta` under [`REQUEST_ID_META`], if it is a
+/// sane one (1 to 64 ASCII alphanumerics or `-`). rmcp moves a request's `_meta` into its
+/// context before the handler sees it, so it is read from there.
+fn request_id_of(meta: &rmcp::model::RequestMetaObject) -> Option<&str> {
+    let id = meta.0.get(REQUEST_ID_META)?.as_str()?;
+    let sane =
+        (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     sane.then_some(id)
 }
 
@@ -556,7 +554,7 @@ impl Service<RoleServer> for Session {
     ) -> Result<ServerResult, ErrorData> {
         // A tool call that carries the caller's request id is logged under it, so one call
         // can be followed across both nodes' logs.
-        let span = match (request_id_of(&request), &self.guard, &request) {
+        let span = match (request_id_of(&context.meta), &self.guard, &request) {
             (Some(id), Some(guard), ClientRequest::CallToolRequest(call)) => {
                 let span = tracing::info_span!(
                     "dawn_mcp.host.request",
@@ -726,4 +724,35 @@ async fn within<T>(
         .await
         .map_err(|_| CallError::TimedOut)?
         .map_err(CallError::from_service)
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::RequestMetaObject;
+    use serde_json::Value;
+
+    use super::request_id_of;
+    use crate::REQUEST_ID_META;
+
+    fn meta(value: Value) -> RequestMetaObject {
+        let mut meta = RequestMetaObject::new();
+        meta.0.insert(REQUEST_ID_META.to_owned(), value);
+        meta
+    }
+
+    #[test]
+    fn only_sane_request_ids_are_logged() {
+        let id = "7410e1328e521086100cfd9da5a279b7";
+        assert_eq!(request_id_of(&meta(Value::from(id))), Some(id));
+        assert_eq!(request_id_of(&RequestMetaObject::new()), None);
+        for bad in [
+            Value::from(""),
+            Value::from("x".repeat(65)),
+            Value::from("new\nline"),
+            Value::from("a b"),
+            Value::from(42),
+        ] {
+            assert_eq!(request_id_of(&meta(bad.clone())), None, "{bad}");
+        }
+    }
 }

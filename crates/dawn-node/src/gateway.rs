@@ -21,16 +21,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use dawn_identity::{AgentAddr, AgentId, NodeId};
 use dawn_mcp::{AgentProxy, CallError, MeshGateway};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, RequestMetaObject};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{Instrument as _, debug};
 
 use crate::api::{ApiError, Direction};
 use crate::http::AppState;
 use crate::metrics::CallOutcome;
+use crate::trace::RequestId;
 
 /// How long one call through the JSON API may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -239,15 +241,13 @@ async fn describe(
     let deadline = Instant::now() + CALL_TIMEOUT;
     let result = async {
         let client = agents.client(&addr, deadline).await?;
-        let tools = client.list_tools(deadline).await?;
-        let resources = client.list_resources(deadline).await?;
-        let prompts = client.list_prompts(deadline).await?;
+        let listing = client.listing(deadline).await?;
         Ok::<_, CallError>(json!({
             "node_id": addr.node().to_string(),
             "agent_id": addr.agent().as_str(),
-            "tools": tools,
-            "resources": resources,
-            "prompts": prompts,
+            "tools": listing.tools,
+            "resources": listing.resources,
+            "prompts": listing.prompts,
         }))
     }
     .await;
@@ -295,13 +295,33 @@ async fn call_tool(
     };
     let started = Instant::now();
     let deadline = started + CALL_TIMEOUT;
+    // One id for the call on both nodes: it travels in the request's `_meta`, and the
+    // agent's node logs the call under it.
+    let request_id = RequestId::new();
+    let span = request_id.span(addr.node(), "agent_call", Direction::Outbound);
     let result = async {
+        tracing::info!(agent = %addr, %tool, "agent tool call sent");
         let client = agents.client(&addr, deadline).await?;
-        let result = client.call_tool(&tool, Some(arguments), deadline).await?;
-        serde_json::to_value(result).map_err(|e| CallError::Protocol {
-            detail: e.to_string(),
-        })
+        let mut params = CallToolRequestParams::new(tool.clone());
+        params.arguments = Some(arguments);
+        let mut meta = RequestMetaObject::new();
+        meta.0.insert(
+            dawn_mcp::REQUEST_ID_META.to_owned(),
+            Value::String(request_id.to_string()),
+        );
+        params.meta = Some(meta);
+        match client.call_tool_raw(params, deadline).await? {
+            CallToolResponse::Complete(result) => {
+                serde_json::to_value(result).map_err(|e| CallError::Protocol {
+                    detail: e.to_string(),
+                })
+            }
+            _ => Err(CallError::Protocol {
+                detail: "the agent asked for input or started a task; not supported here".into(),
+            }),
+        }
     }
+    .instrument(span)
     .await;
     let took = started.elapsed();
     state
