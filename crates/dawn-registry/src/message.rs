@@ -7,11 +7,14 @@
 use std::fmt;
 
 use bytes::Bytes;
-use dawn_wire::{Message, PayloadError, Subsystem, WireError, decode_payload, encode_payload};
+use dawn_wire::{
+    MAX_MESSAGE_LEN, MESSAGE_HEADER_LEN, Message, PayloadError, Subsystem, WireError,
+    decode_payload, encode_payload,
+};
 use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{Manifest, ManifestError, Resolve};
 
 /// Most live agents an owner's manifest may list, whatever the configuration.
 pub const MAX_AGENTS_PER_OWNER: usize = 256;
@@ -111,6 +114,14 @@ pub enum DecodeError {
     /// overlap or are out of order.
     #[error("invalid range bounds")]
     Range,
+    /// An id or hash has the wrong length.
+    #[error("{what} of {len} bytes has the wrong length")]
+    FieldLength {
+        /// Which field.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+    },
     /// A manifest inside the message is malformed.
     #[error("manifest: {0}")]
     Manifest(#[source] ManifestError),
@@ -178,18 +189,27 @@ pub(crate) mod wire {
         pub(crate) entries: Vec<Entry<'a>>,
     }
 
+    /// Ids and hashes travel as byte strings rather than arrays: serde would treat an
+    /// array as 32 separate elements.
     #[derive(Serialize, Deserialize)]
-    pub(crate) struct Item {
-        pub(crate) owner: [u8; 32],
+    pub(crate) struct Item<'a> {
+        #[serde(borrow)]
+        pub(crate) owner: Raw<'a>,
         pub(crate) version: u64,
-        pub(crate) manifest: [u8; 16],
+        #[serde(borrow)]
+        pub(crate) manifest: Raw<'a>,
         pub(crate) missing: Vec<u64>,
     }
 
     #[derive(Serialize, Deserialize)]
-    pub(crate) enum Mode {
-        Fingerprint { count: u32, sum: [u8; 16] },
-        Items(Vec<Item>),
+    pub(crate) enum Mode<'a> {
+        Fingerprint {
+            count: u32,
+            #[serde(borrow)]
+            sum: Raw<'a>,
+        },
+        #[serde(borrow)]
+        Items(Vec<Item<'a>>),
     }
 
     #[derive(Serialize, Deserialize)]
@@ -198,12 +218,14 @@ pub(crate) mod wire {
         pub(crate) lower: Raw<'a>,
         #[serde(borrow)]
         pub(crate) upper: Option<Raw<'a>>,
-        pub(crate) mode: Mode,
+        #[serde(borrow)]
+        pub(crate) mode: Mode<'a>,
     }
 
     #[derive(Serialize, Deserialize)]
-    pub(crate) struct Need {
-        pub(crate) owner: [u8; 32],
+    pub(crate) struct Need<'a> {
+        #[serde(borrow)]
+        pub(crate) owner: Raw<'a>,
         pub(crate) version: Option<u64>,
         pub(crate) missing: Vec<u64>,
     }
@@ -213,7 +235,8 @@ pub(crate) mod wire {
         pub(crate) round: u8,
         #[serde(borrow)]
         pub(crate) ranges: Vec<Range<'a>>,
-        pub(crate) needs: Vec<Need>,
+        #[serde(borrow)]
+        pub(crate) needs: Vec<Need<'a>>,
     }
 }
 
@@ -302,17 +325,42 @@ fn update_wire(update: &Update) -> wire::Update<'_> {
     }
 }
 
-fn update_from_wire(w: &wire::Update<'_>) -> Result<Update, DecodeError> {
-    let manifest = Manifest::decode(w.manifest.0).map_err(DecodeError::Manifest)?;
+/// Messages up to this size are kept by reference when stored (a delta is shared by every
+/// slice taken from it); larger ones are copied piece by piece, so that one surviving entry
+/// cannot keep a whole reconciliation message alive.
+const SHARE_MAX: usize = 16 * 1024;
+
+fn update_from_wire(
+    w: &wire::Update<'_>,
+    body: &Bytes,
+    resolve: &mut dyn Resolve,
+) -> Result<Update, DecodeError> {
+    let share = body.len() <= SHARE_MAX;
+    let piece = |raw: &[u8]| {
+        if share {
+            body.slice_ref(raw)
+        } else {
+            Bytes::copy_from_slice(raw)
+        }
+    };
+    let manifest = Manifest::decode(piece(w.manifest.0), resolve).map_err(DecodeError::Manifest)?;
     check_len("entries", w.entries.len(), MAX_AGENTS_PER_OWNER)?;
     let mut entries: Vec<(u64, Bytes)> = Vec::with_capacity(w.entries.len());
     for e in &w.entries {
         if entries.iter().any(|(dot, _)| *dot == e.dot) {
             return Err(DecodeError::DuplicateEntry(e.dot));
         }
-        entries.push((e.dot, Bytes::copy_from_slice(e.record.0)));
+        entries.push((e.dot, piece(e.record.0)));
     }
     Ok(Update { manifest, entries })
+}
+
+/// A byte string that must be exactly `N` bytes long.
+fn fixed<const N: usize>(what: &'static str, raw: Raw<'_>) -> Result<[u8; N], DecodeError> {
+    raw.0.try_into().map_err(|_| DecodeError::FieldLength {
+        what,
+        len: raw.0.len(),
+    })
 }
 
 const fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {
@@ -360,24 +408,33 @@ impl RegistryMessage {
                 encode_payload(&list)
             }
             Self::Reconcile(r) => {
+                let sums: Vec<[u8; 16]> = r
+                    .ranges
+                    .iter()
+                    .map(|(_, mode)| match mode {
+                        Mode::Fingerprint { sum, .. } => sum.to_le_bytes(),
+                        Mode::Items(_) => [0; 16],
+                    })
+                    .collect();
                 let ranges = r
                     .ranges
                     .iter()
-                    .map(|(range, mode)| wire::Range {
+                    .zip(&sums)
+                    .map(|((range, mode), sum)| wire::Range {
                         lower: Raw(&range.lower),
                         upper: range.upper.as_deref().map(Raw),
                         mode: match mode {
-                            Mode::Fingerprint { count, sum } => wire::Mode::Fingerprint {
+                            Mode::Fingerprint { count, .. } => wire::Mode::Fingerprint {
                                 count: *count,
-                                sum: sum.to_le_bytes(),
+                                sum: Raw(sum),
                             },
                             Mode::Items(items) => wire::Mode::Items(
                                 items
                                     .iter()
                                     .map(|i| wire::Item {
-                                        owner: i.owner,
+                                        owner: Raw(&i.owner),
                                         version: i.version,
-                                        manifest: i.manifest,
+                                        manifest: Raw(&i.manifest),
                                         missing: i.missing.clone(),
                                     })
                                     .collect(),
@@ -389,7 +446,7 @@ impl RegistryMessage {
                     .needs
                     .iter()
                     .map(|n| wire::Need {
-                        owner: n.owner,
+                        owner: Raw(&n.owner),
                         version: n.version,
                         missing: n.missing.clone(),
                     })
@@ -411,27 +468,51 @@ impl RegistryMessage {
     }
 
     /// Decodes a whole wire message, strictly and within every bound.
+    #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let message = Message::decode(bytes).map_err(DecodeError::Wire)?;
-        let Message::Protocol { kind, payload } = message else {
-            return Err(DecodeError::NotRegistry(message.type_number()));
+        Self::decode_bytes(
+            &Bytes::copy_from_slice(bytes),
+            &mut crate::manifest::Decompress,
+        )
+    }
+
+    /// As [`decode`](Self::decode); what it keeps (manifests, records) refers to `bytes`
+    /// rather than copying it, for small messages. `resolve` turns owner keys into ids.
+    pub(crate) fn decode_bytes(
+        bytes: &Bytes,
+        resolve: &mut dyn Resolve,
+    ) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(DecodeError::Wire(WireError::TooLarge {
+                len: bytes.len(),
+                max: MAX_MESSAGE_LEN,
+            }));
+        }
+        // dawn-wire checks the header; the body is then taken from `bytes` itself, so that
+        // it is not copied and can be shared.
+        let header = bytes.get(..MESSAGE_HEADER_LEN).unwrap_or(bytes);
+        let kind = match Message::decode(header).map_err(DecodeError::Wire)? {
+            Message::Protocol { kind, .. } => kind,
+            other => return Err(DecodeError::NotRegistry(other.type_number())),
         };
         if Subsystem::of(kind) != Some(Subsystem::Registry) {
             return Err(DecodeError::NotRegistry(kind));
         }
+        let payload = bytes.slice(MESSAGE_HEADER_LEN.min(bytes.len())..);
         let body = |error| DecodeError::Body { kind, error };
         match MessageKind::from_type(kind) {
             Some(MessageKind::Delta) => {
                 let w: wire::Update<'_> = decode_payload(&payload).map_err(body)?;
-                Ok(Self::Delta(Box::new(update_from_wire(&w)?)))
+                let update = update_from_wire(&w, &payload, resolve)?;
+                Ok(Self::Delta(Box::new(update)))
             }
             Some(MessageKind::Updates) => {
                 let list: Vec<wire::Update<'_>> = decode_payload(&payload).map_err(body)?;
                 check_len("updates", list.len(), MAX_UPDATES)?;
-                let updates = list
-                    .iter()
-                    .map(update_from_wire)
-                    .collect::<Result<_, _>>()?;
+                let mut updates = Vec::with_capacity(list.len());
+                for w in &list {
+                    updates.push(update_from_wire(w, &payload, resolve)?);
+                }
                 Ok(Self::Updates(updates))
             }
             Some(MessageKind::Reconcile) => {
@@ -460,7 +541,7 @@ fn reconcile_from_wire(w: wire::Reconcile<'_>) -> Result<Reconcile, DecodeError>
         let mode = match r.mode {
             wire::Mode::Fingerprint { count, sum } => Mode::Fingerprint {
                 count,
-                sum: u128::from_le_bytes(sum),
+                sum: u128::from_le_bytes(fixed("sum", sum)?),
             },
             wire::Mode::Items(items) => {
                 check_len("items", items.len(), MAX_ITEMS)?;
@@ -468,9 +549,9 @@ fn reconcile_from_wire(w: wire::Reconcile<'_>) -> Result<Reconcile, DecodeError>
                 for i in items {
                     check_len("missing", i.missing.len(), MAX_AGENTS_PER_OWNER)?;
                     out.push(Item {
-                        owner: i.owner,
+                        owner: fixed("owner", i.owner)?,
                         version: i.version,
-                        manifest: i.manifest,
+                        manifest: fixed("manifest id", i.manifest)?,
                         missing: i.missing,
                     });
                 }
@@ -489,7 +570,7 @@ fn reconcile_from_wire(w: wire::Reconcile<'_>) -> Result<Reconcile, DecodeError>
     for n in w.needs {
         check_len("missing", n.missing.len(), MAX_AGENTS_PER_OWNER)?;
         needs.push(Need {
-            owner: n.owner,
+            owner: fixed("owner", n.owner)?,
             version: n.version,
             missing: n.missing,
         });

@@ -35,6 +35,7 @@ pub(crate) fn owners_in<'a>(
     dir.owners()
         .range(lower..)
         .take_while(move |(key, _)| upper.is_none_or(|u| **key < u))
+        .map(|(key, state)| (key, state.as_ref()))
 }
 
 /// `(count, sum)` of `range`.
@@ -163,7 +164,7 @@ pub(crate) fn compare(dir: &Directory, range: &Range, theirs: &[Item]) -> Compar
                 });
             }
             std::cmp::Ordering::Equal => {
-                if t.missing.iter().any(|dot| ours.entry(*dot).is_some()) {
+                if t.missing.iter().any(|dot| ours.slot(*dot).is_some()) {
                     out.pushes.push(Push {
                         owner: t.owner,
                         version: Some(t.version),
@@ -194,11 +195,13 @@ pub(crate) fn compare(dir: &Directory, range: &Range, theirs: &[Item]) -> Compar
 
 /// The entries of `state` a peer with `version` lacking `missing` does not have.
 pub(crate) fn entries_for(state: &OwnerState, version: Option<u64>, missing: &[u64]) -> Vec<u64> {
-    state
-        .entries()
-        .map(|(dot, _)| dot)
+    let mut dots: Vec<u64> = state
+        .slots()
+        .map(|slot| slot.dot)
         .filter(|dot| version.is_none_or(|v| *dot > v) || missing.contains(dot))
-        .collect()
+        .collect();
+    dots.sort_unstable();
+    dots
 }
 
 #[cfg(test)]

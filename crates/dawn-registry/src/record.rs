@@ -202,6 +202,74 @@ impl AgentRecord {
 pub(crate) enum RecordDecodeError {
     Body(dawn_wire::PayloadError),
     Bounds(RecordError),
+    AgentId,
+}
+
+/// An [`AgentRecord`] borrowed from its encoding: the same postcard layout, strings not
+/// copied. Checking a record from the network through it allocates only the lists.
+#[derive(Serialize, Deserialize)]
+struct RecordView<'a> {
+    agent_id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    #[serde(borrow)]
+    tools: Vec<PairView<'a>>,
+    #[serde(borrow)]
+    resources: Vec<PairView<'a>>,
+    #[serde(borrow)]
+    prompts: Vec<PairView<'a>>,
+    version: u64,
+}
+
+/// A tool, resource or prompt summary: two strings, in declaration order.
+#[derive(Serialize, Deserialize)]
+struct PairView<'a> {
+    first: &'a str,
+    second: &'a str,
+}
+
+/// Checks an encoded record the way [`AgentRecord::decode`] would, without building it, and
+/// returns its agent id.
+pub(crate) fn check_encoded(bytes: &[u8]) -> Result<AgentId, RecordDecodeError> {
+    if bytes.len() > MAX_RECORD_LEN {
+        return Err(RecordDecodeError::Bounds(RecordError::TooLarge {
+            len: bytes.len(),
+        }));
+    }
+    let view: RecordView<'_> = dawn_wire::decode_payload(bytes).map_err(RecordDecodeError::Body)?;
+    let bounds = RecordDecodeError::Bounds;
+    check_len("name", view.name, MAX_NAME_LEN).map_err(bounds)?;
+    check_len("description", view.description, MAX_DESCRIPTION_LEN).map_err(bounds)?;
+    check_count("tools", view.tools.len()).map_err(bounds)?;
+    check_count("resources", view.resources.len()).map_err(bounds)?;
+    check_count("prompts", view.prompts.len()).map_err(bounds)?;
+    let lists = [
+        (
+            "tools",
+            &view.tools,
+            ("name", MAX_SUMMARY_NAME_LEN),
+            ("description", MAX_SUMMARY_DESCRIPTION_LEN),
+        ),
+        (
+            "resources",
+            &view.resources,
+            ("uri", MAX_URI_LEN),
+            ("name", MAX_SUMMARY_NAME_LEN),
+        ),
+        (
+            "prompts",
+            &view.prompts,
+            ("name", MAX_SUMMARY_NAME_LEN),
+            ("description", MAX_SUMMARY_DESCRIPTION_LEN),
+        ),
+    ];
+    for (list, items, (first, first_max), (second, second_max)) in lists {
+        for (i, item) in items.iter().enumerate() {
+            check_indexed(list, i, first, item.first, first_max).map_err(bounds)?;
+            check_indexed(list, i, second, item.second, second_max).map_err(bounds)?;
+        }
+    }
+    AgentId::try_from(view.agent_id).map_err(|_| RecordDecodeError::AgentId)
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), RecordError> {
@@ -263,6 +331,41 @@ mod tests {
             AgentRecord::decode(&trailing),
             Err(RecordDecodeError::Body(_))
         ));
+    }
+
+    #[test]
+    fn the_borrowed_check_agrees_with_the_full_decoder() {
+        let mut r = record();
+        r.resources.push(ResourceSummary {
+            uri: "file:///x".into(),
+            name: "x".into(),
+        });
+        r.prompts.push(PromptSummary {
+            name: "p".into(),
+            description: "d".into(),
+        });
+        let bytes = r.encode().unwrap();
+        assert_eq!(check_encoded(&bytes).unwrap(), r.agent_id);
+        for bad in [
+            AgentRecord {
+                name: "n".repeat(MAX_NAME_LEN + 1),
+                ..r.clone()
+            },
+            AgentRecord {
+                resources: vec![ResourceSummary {
+                    uri: "u".repeat(MAX_URI_LEN + 1),
+                    name: String::new(),
+                }],
+                ..r.clone()
+            },
+        ] {
+            let bytes = dawn_wire::encode_payload(&bad).unwrap();
+            assert!(AgentRecord::decode(&bytes).is_err());
+            assert!(check_encoded(&bytes).is_err());
+        }
+        let mut trailing = bytes;
+        trailing.push(0);
+        assert!(check_encoded(&trailing).is_err());
     }
 
     #[test]

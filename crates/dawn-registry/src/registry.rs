@@ -1,17 +1,18 @@
 //! The registry core: local changes, deltas, reconciliation and expiry, driven sans-IO.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dawn_crypto::SigningKey;
-use dawn_identity::{AgentAddr, AgentId, NodeId};
+use dawn_identity::{AgentAddr, AgentId, NodeId, NodeIdError};
 use dawn_wire::SignedEnvelope;
 use tracing::{debug, trace};
 
 use crate::config::{ConfigError, RegistryConfig};
 use crate::event::{Event, MisbehaviourKind, Stats, Transmit};
-use crate::manifest::{EntryHash, LiveDot, Manifest, ManifestError, entry_hash};
+use crate::manifest::{EntryHash, LiveDot, Manifest, ManifestError, Resolve, entry_hash};
 use crate::memo::VerifyMemo;
 use crate::message::{
     DecodeError, MAX_NEEDS, MAX_RANGES, MessageKind, Mode, Need, Reconcile, RegistryMessage, Update,
@@ -389,15 +390,12 @@ impl Registry {
             .values()
             .map(|e| (e.dot, e.bytes.clone()))
             .collect();
-        let own = Limits {
-            max_owners: usize::MAX,
-            max_total_bytes: usize::MAX,
+        let own = Limits::UNLIMITED;
+        let outcome = self.dir.merge(manifest.clone(), &all, true, own);
+        let old_issued = match outcome.manifest {
+            ManifestOutcome::Replaced => outcome.replaced_issued_ms,
+            _ => None,
         };
-        let old_issued = self
-            .dir
-            .get(self.me.as_bytes())
-            .map(|s| s.manifest().issued_ms());
-        let outcome = self.dir.merge(manifest.clone(), &all, own);
         self.reindex_expiry(*self.me.as_bytes(), old_issued, Some(issued_ms));
         if outcome.changed {
             self.changed.insert(self.me);
@@ -469,11 +467,30 @@ impl Registry {
         from: NodeId,
         bytes: &[u8],
     ) -> Result<(), MessageError> {
+        self.handle_bytes(now, from, &Bytes::copy_from_slice(bytes))
+    }
+
+    /// As [`handle_message`](Self::handle_message), for a driver that holds the payload as
+    /// [`Bytes`]: small messages are then stored without copying (every registry of a
+    /// simulation that receives one broadcast shares its bytes).
+    ///
+    /// # Errors
+    /// As [`handle_message`](Self::handle_message).
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        bytes: &Bytes,
+    ) -> Result<(), MessageError> {
         self.stats.messages_received = self.stats.messages_received.saturating_add(1);
         if from == self.me {
             return Ok(());
         }
-        let message = match RegistryMessage::decode(bytes) {
+        let mut resolver = Resolver {
+            dir: &self.dir,
+            memo: self.memo.as_ref(),
+        };
+        let message = match RegistryMessage::decode_bytes(bytes, &mut resolver) {
             Ok(message) => message,
             Err(error) => {
                 debug!(peer = %from.fmt_short(), %error, "registry: malformed message");
@@ -561,17 +578,11 @@ impl Registry {
             .map(|(update, adoptable, _)| adoptable.then_some(&update.manifest))
             .collect();
         let valid = self.verify_manifests(&manifests);
-        let bad: BTreeSet<usize> = valid
-            .iter()
-            .enumerate()
-            .filter(|(_, ok)| !**ok)
-            .map(|(i, _)| i)
-            .collect();
 
         let mut learned = false;
         for (i, (mut update, adoptable, same)) in candidates.into_iter().enumerate() {
             let owner = *update.manifest.owner();
-            if bad.contains(&i) {
+            if valid.get(i) == Some(&false) {
                 debug!(peer = %from.fmt_short(), owner = %owner.fmt_short(), "registry: bad manifest signature");
                 applied.rejected += 1;
                 if source != Source::Import {
@@ -603,20 +614,22 @@ impl Registry {
                     continue;
                 }
             }
-            let old_issued = self
-                .dir
-                .get(owner.as_bytes())
-                .map(|s| s.manifest().issued_ms());
             let issued = update.manifest.issued_ms();
+            // Entries sent with an authentic manifest were checked against it just above.
+            let checked = adoptable || same;
             let outcome = self
                 .dir
-                .merge(update.manifest, &update.entries, self.limits());
+                .merge(update.manifest, &update.entries, checked, self.limits());
             match outcome.manifest {
                 ManifestOutcome::New | ManifestOutcome::Replaced => {
                     applied.adopted += 1;
                     learned = true;
                     self.stats.manifests_adopted = self.stats.manifests_adopted.saturating_add(1);
-                    self.reindex_expiry(*owner.as_bytes(), old_issued, Some(issued));
+                    self.reindex_expiry(
+                        *owner.as_bytes(),
+                        outcome.replaced_issued_ms,
+                        Some(issued),
+                    );
                 }
                 ManifestOutcome::RefusedOwner => {
                     applied.rejected += 1;
@@ -645,10 +658,7 @@ impl Registry {
             if outcome.changed {
                 self.changed.insert(owner);
             }
-            let incomplete = self
-                .dir
-                .get(owner.as_bytes())
-                .is_some_and(|s| !s.missing().is_empty());
+            let incomplete = outcome.missing > 0;
             if incomplete && source != Source::Import {
                 // Fetch what a missed delta carried without waiting for the next round.
                 self.schedule_burst(now, None);
@@ -699,18 +709,30 @@ impl Registry {
         if to_verify.is_empty() {
             return valid;
         }
-        let envelopes: Vec<SignedEnvelope> = to_verify
-            .iter()
-            .filter_map(|&i| manifests.get(i).copied().flatten())
-            .map(|m| m.envelope().clone())
-            .collect();
+        // Decoding cannot fail (each was decoded once already); if it did, the manifest is
+        // invalid.
+        let mut checked = Vec::with_capacity(to_verify.len());
+        let mut envelopes = Vec::with_capacity(to_verify.len());
+        for &i in &to_verify {
+            match manifests.get(i).copied().flatten().map(Manifest::envelope) {
+                Some(Ok(envelope)) => {
+                    checked.push(i);
+                    envelopes.push(envelope);
+                }
+                _ => {
+                    if let Some(slot) = valid.get_mut(i) {
+                        *slot = false;
+                    }
+                }
+            }
+        }
         self.stats.signatures_verified = self
             .stats
             .signatures_verified
             .saturating_add(envelopes.len() as u64);
         if let Err(error) = SignedEnvelope::verify_batch(&envelopes) {
             for &j in error.invalid() {
-                if let Some(slot) = to_verify.get(j).and_then(|&i| valid.get_mut(i)) {
+                if let Some(slot) = checked.get(j).and_then(|&i| valid.get_mut(i)) {
                     *slot = false;
                 }
             }
@@ -728,7 +750,7 @@ impl Registry {
     }
 
     fn verified(&self, manifest: &Manifest) -> bool {
-        self.memo_has(manifest) || manifest.verify().is_ok()
+        self.memo_has(manifest) || manifest.envelope().is_ok_and(|e| e.verify().is_ok())
     }
 
     fn memo_has(&self, manifest: &Manifest) -> bool {
@@ -842,7 +864,7 @@ impl Registry {
             }
             let entries: Vec<(u64, Bytes)> = dots
                 .into_iter()
-                .filter_map(|dot| state.entry(dot).map(|e| (dot, e.bytes.clone())))
+                .filter_map(|dot| Some((dot, state.slot(dot)?.bytes.clone())))
                 .collect();
             let update = Update {
                 manifest: state.manifest().clone(),
@@ -1054,6 +1076,25 @@ impl Registry {
     fn misbehaviour(&mut self, peer: NodeId, kind: MisbehaviourKind) {
         self.stats.misbehaviours = self.stats.misbehaviours.saturating_add(1);
         self.event(Event::Misbehaviour { peer, kind });
+    }
+}
+
+/// Resolves owner keys to ids: the id held for a known owner, else the memo's, else a fresh
+/// decompression.
+pub(crate) struct Resolver<'a> {
+    pub(crate) dir: &'a Directory,
+    pub(crate) memo: Option<&'a VerifyMemo>,
+}
+
+impl Resolve for Resolver<'_> {
+    fn resolve(&mut self, key: &[u8; 32]) -> Result<Arc<NodeId>, NodeIdError> {
+        if let Some(state) = self.dir.get(key) {
+            return Ok(Arc::clone(state.manifest().owner_arc()));
+        }
+        match self.memo {
+            Some(memo) => memo.node_id(key),
+            None => NodeId::from_bytes(key).map(Arc::new),
+        }
     }
 }
 

@@ -16,45 +16,71 @@
 //! that no earlier context covers (add wins).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use dawn_identity::{AgentId, NodeId};
 use sha2::{Digest as _, Sha256};
 
-use crate::manifest::{Manifest, ManifestId, entry_hash};
-use crate::record::AgentRecord;
+use crate::manifest::{Manifest, entry_hash};
+use crate::record::{AgentRecord, check_encoded};
 
 /// An owner's key in the directory: its id's 32 bytes (the order of [`NodeId`]).
 pub(crate) type Key = [u8; 32];
 
-/// One entry: a dot of its owner and the record it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
+/// One stored entry: a live dot of its owner and the record it holds.
+///
+/// The record is kept as its encoding (what is forwarded and stored, shared with the message
+/// it came in when that was small) and decoded when first read: a node holds one per agent
+/// of the whole mesh and reads few of them.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub(crate) dot: u64,
+    pub(crate) agent_id: AgentId,
     pub(crate) bytes: Bytes,
-    pub(crate) record: AgentRecord,
+    record: OnceLock<Option<Box<AgentRecord>>>,
 }
+
+impl Slot {
+    /// The record; `None` only if bytes that decoded when stored fail to decode now, which
+    /// does not happen.
+    pub(crate) fn record(&self) -> Option<&AgentRecord> {
+        self.record
+            .get_or_init(|| AgentRecord::decode(&self.bytes).ok().map(Box::new))
+            .as_deref()
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        // The bytes determine the record; whether it was decoded yet does not matter.
+        self.dot == other.dot && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Slot {}
 
 /// Everything held about one owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OwnerState {
-    owner: NodeId,
     manifest: Manifest,
-    /// Entries for live dots, by dot.
-    entries: BTreeMap<u64, Entry>,
+    /// The visible agents: entries for live dots, sorted by agent id (a vector: most owners
+    /// have one or two). If an owner lists two live dots for one agent id, only the higher
+    /// is kept and the lower is *shadowed*.
+    entries: Vec<Slot>,
     /// Live dots without an entry that this node wants (ascending).
     missing: Vec<u64>,
-    /// Live dots whose entry this node will not store: over capacity, or the owner signed an
-    /// invalid record. Never requested, so a full node does not fetch them again and again.
+    /// Live dots whose entry this node will not store: over capacity, shadowed, or the
+    /// owner signed an invalid record. Never requested, so a full node does not fetch them
+    /// again and again.
     refused: Vec<u64>,
-    /// The visible agents: for each agent id, the highest live dot holding it.
-    visible: BTreeMap<AgentId, u64>,
     item_hash: u128,
     bytes: usize,
 }
 
 impl OwnerState {
-    pub(crate) const fn owner(&self) -> &NodeId {
-        &self.owner
+    pub(crate) fn owner(&self) -> &NodeId {
+        self.manifest.owner()
     }
 
     pub(crate) const fn manifest(&self) -> &Manifest {
@@ -69,67 +95,58 @@ impl OwnerState {
         self.item_hash
     }
 
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, &Entry)> {
-        self.entries.iter().map(|(dot, e)| (*dot, e))
+    /// The stored entries, by agent id.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.entries.iter()
     }
 
-    pub(crate) fn entry(&self, dot: u64) -> Option<&Entry> {
-        self.entries.get(&dot)
+    pub(crate) fn slot(&self, dot: u64) -> Option<&Slot> {
+        self.entries.iter().find(|s| s.dot == dot)
     }
 
     /// The visible agents in id order.
     pub(crate) fn agents(&self) -> impl Iterator<Item = &AgentRecord> {
-        self.visible
-            .values()
-            .filter_map(|dot| self.entries.get(dot).map(|e| &e.record))
+        self.entries.iter().filter_map(Slot::record)
     }
 
     pub(crate) fn agent(&self, id: &AgentId) -> Option<&AgentRecord> {
-        self.visible
-            .get(id)
-            .and_then(|dot| self.entries.get(dot))
-            .map(|e| &e.record)
+        let i = self.entries.binary_search_by(|s| s.agent_id.cmp(id)).ok()?;
+        self.entries.get(i)?.record()
     }
 
     /// Recomputes the derived fields after the manifest or the entries changed.
     fn refresh(&mut self) {
+        self.entries.shrink_to_fit();
+        let held: Vec<u64> = self.entries.iter().map(|s| s.dot).collect();
         self.missing = self
             .manifest
             .live()
             .iter()
             .map(|l| l.dot)
-            .filter(|dot| !self.entries.contains_key(dot) && !self.refused.contains(dot))
+            .filter(|dot| !held.contains(dot) && !self.refused.contains(dot))
             .collect();
-        self.visible.clear();
-        for (dot, entry) in &self.entries {
-            // Ascending dots: a later dot for the same agent replaces an earlier one.
-            self.visible.insert(entry.record.agent_id.clone(), *dot);
-        }
         self.bytes = self.manifest.encoded().len()
-            + self.entries.values().map(|e| e.bytes.len()).sum::<usize>();
-        self.item_hash = item_hash(
-            &self.owner,
-            self.manifest.version(),
-            self.manifest.id(),
-            &self.missing,
-        );
+            + self.entries.iter().map(|s| s.bytes.len()).sum::<usize>();
+        self.item_hash = item_hash(self.manifest.digest(), &self.missing);
     }
 }
 
 /// The hash an owner contributes to range fingerprints: it changes with the manifest and
 /// with the set of entries this node still lacks, so two nodes that hold the same manifest
-/// but different entries still see a difference and exchange them.
-pub(crate) fn item_hash(owner: &NodeId, version: u64, id: &ManifestId, missing: &[u64]) -> u128 {
-    let mut hasher = Sha256::new();
-    hasher.update(owner.as_bytes());
-    hasher.update(version.to_be_bytes());
-    hasher.update(id);
-    for dot in missing {
-        hasher.update(dot.to_be_bytes());
-    }
-    let digest = hasher.finalize();
+/// but different entries still see a difference and exchange them. For a complete owner it
+/// is the first 16 bytes of the manifest's SHA-256 (which covers the owner and version).
+pub(crate) fn item_hash(digest: &[u8; 32], missing: &[u64]) -> u128 {
     let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
+    if missing.is_empty() {
+        first.copy_from_slice(&digest[..16]);
+    } else {
+        let mut hasher = Sha256::new();
+        hasher.update(digest);
+        for dot in missing {
+            hasher.update(dot.to_be_bytes());
+        }
+        first.copy_from_slice(&hasher.finalize()[..16]);
+    }
     u128::from_le_bytes(first)
 }
 
@@ -141,7 +158,7 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    #[cfg(test)]
+    /// No limits: for this node's own state (and tests).
     pub(crate) const UNLIMITED: Self = Self {
         max_owners: usize::MAX,
         max_total_bytes: usize::MAX,
@@ -178,12 +195,18 @@ pub(crate) struct MergeOutcome {
     pub(crate) invalid: usize,
     /// The owner's visible agents changed.
     pub(crate) changed: bool,
+    /// The timestamp of the manifest held before, if the owner was known and it was
+    /// replaced (to re-index expiry).
+    pub(crate) replaced_issued_ms: Option<u64>,
+    /// Entries of the (winning) manifest still missing afterwards.
+    pub(crate) missing: usize,
 }
 
 /// The whole directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Directory {
-    owners: BTreeMap<Key, OwnerState>,
+    /// Boxed: a map node then holds 11 small entries instead of 11 whole states.
+    owners: BTreeMap<Key, Box<OwnerState>>,
     total_bytes: usize,
     agents: usize,
     /// Wrapping sum of every owner's item hash: the fingerprint of the whole key space.
@@ -191,12 +214,12 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    pub(crate) fn owners(&self) -> &BTreeMap<Key, OwnerState> {
+    pub(crate) const fn owners(&self) -> &BTreeMap<Key, Box<OwnerState>> {
         &self.owners
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<&OwnerState> {
-        self.owners.get(key)
+        self.owners.get(key).map(AsRef::as_ref)
     }
 
     pub(crate) const fn total_bytes(&self) -> usize {
@@ -212,13 +235,15 @@ impl Directory {
         (self.owners.len(), self.sum)
     }
 
-    /// Merges one owner's manifest and some entries. The manifest must be verified (or be
-    /// the one held); entries that do not match a live dot of the winning manifest are
-    /// ignored.
+    /// Merges one owner's manifest and some entries (`(dot, encoded record)`). The manifest
+    /// must be verified (or be the one held); entries that do not match a live dot of the
+    /// winning manifest are ignored. `checked` says the entries are known to match
+    /// `manifest`'s hashes, which spares hashing them again if it wins.
     pub(crate) fn merge(
         &mut self,
         manifest: Manifest,
         entries: &[(u64, Bytes)],
+        checked: bool,
         limits: Limits,
     ) -> MergeOutcome {
         let key = *manifest.owner().as_bytes();
@@ -229,20 +254,26 @@ impl Directory {
             refused: 0,
             invalid: 0,
             changed: false,
+            replaced_issued_ms: None,
+            missing: 0,
         };
+        let mut replacement = None;
         let state = match self.owners.get_mut(&key) {
             Some(state) => {
                 if state.manifest.id() != manifest.id() {
                     outcome.equivocation = state.manifest.version() == manifest.version();
-                    outcome.manifest = if manifest.supersedes(&state.manifest) {
-                        ManifestOutcome::Replaced
+                    if manifest.supersedes(&state.manifest) {
+                        outcome.manifest = ManifestOutcome::Replaced;
+                        outcome.replaced_issued_ms = Some(state.manifest.issued_ms());
+                        replacement = Some(manifest);
                     } else {
-                        ManifestOutcome::Older
-                    };
+                        outcome.manifest = ManifestOutcome::Older;
+                    }
                 }
-                let useful = outcome.manifest == ManifestOutcome::Replaced
+                let useful = replacement.is_some()
                     || entries.iter().any(|(dot, _)| state.missing.contains(dot));
                 if !useful {
+                    outcome.missing = state.missing.len();
                     return outcome;
                 }
                 state
@@ -255,38 +286,43 @@ impl Directory {
                 outcome.manifest = ManifestOutcome::New;
                 // Counted in the totals only after `refresh` below.
                 let state = OwnerState {
-                    owner: *manifest.owner(),
-                    manifest: manifest.clone(),
-                    entries: BTreeMap::new(),
                     missing: manifest.live().iter().map(|l| l.dot).collect(),
+                    manifest,
+                    entries: Vec::new(),
                     refused: Vec::new(),
-                    visible: BTreeMap::new(),
                     item_hash: 0,
                     bytes: 0,
                 };
-                self.owners.entry(key).or_insert(state)
+                self.owners.entry(key).or_insert(Box::new(state))
             }
         };
 
         // Withdraw the owner's share of the totals, change it, add it back.
         self.total_bytes -= state.bytes;
-        self.agents -= state.visible.len();
+        self.agents -= state.entries.len();
         self.sum = self.sum.wrapping_sub(state.item_hash);
-        let old_visible = std::mem::take(&mut state.visible);
+        // Dots name entries, so the dots in agent order say what is visible.
+        let old_visible: Vec<u64> = state.entries.iter().map(|s| s.dot).collect();
 
-        if outcome.manifest == ManifestOutcome::Replaced {
-            let owner = state.owner;
-            state.entries.retain(|dot, e| {
-                manifest.hash_of(*dot) == Some(&entry_hash(&owner, *dot, &e.bytes))
+        if let Some(manifest) = replacement {
+            // An entry stays if the new manifest lists its dot with the hash the old one
+            // listed (entries were checked against the old one).
+            let old = &state.manifest;
+            state.entries.retain(|slot| {
+                let hash = manifest.hash_of(slot.dot);
+                hash.is_some() && hash == old.hash_of(slot.dot)
             });
             state.refused.retain(|dot| manifest.hash_of(*dot).is_some());
             state.manifest = manifest;
             state.refresh();
         }
 
-        let mut held = self.total_bytes
-            + state.manifest.encoded().len()
-            + state.entries.values().map(|e| e.bytes.len()).sum::<usize>();
+        let trusted = checked
+            && matches!(
+                outcome.manifest,
+                ManifestOutcome::New | ManifestOutcome::Replaced
+            );
+        let mut held = self.total_bytes + state.bytes;
         for (dot, bytes) in entries {
             if !state.missing.contains(dot) {
                 continue;
@@ -294,11 +330,11 @@ impl Directory {
             let Some(want) = state.manifest.hash_of(*dot) else {
                 continue;
             };
-            if *want != entry_hash(&state.owner, *dot, bytes) {
+            if !trusted && *want != entry_hash(state.manifest.owner(), *dot, bytes) {
                 continue;
             }
             state.missing.retain(|d| d != dot);
-            let Ok(record) = AgentRecord::decode(bytes) else {
+            let Ok(agent_id) = check_encoded(bytes) else {
                 outcome.invalid += 1;
                 state.refused.push(*dot);
                 continue;
@@ -308,30 +344,52 @@ impl Directory {
                 state.refused.push(*dot);
                 continue;
             }
-            held += bytes.len();
-            state.entries.insert(
-                *dot,
-                Entry {
-                    bytes: bytes.clone(),
-                    record,
-                },
-            );
-            outcome.stored += 1;
+            let slot = Slot {
+                dot: *dot,
+                agent_id,
+                bytes: bytes.clone(),
+                record: OnceLock::new(),
+            };
+            match state
+                .entries
+                .binary_search_by(|s| s.agent_id.cmp(&slot.agent_id))
+            {
+                // The owner lists this agent twice: the higher dot wins, on every node.
+                Ok(i) => {
+                    let Some(other) = state.entries.get_mut(i) else {
+                        continue;
+                    };
+                    if other.dot > slot.dot {
+                        state.refused.push(slot.dot);
+                    } else {
+                        state.refused.push(other.dot);
+                        held = held - other.bytes.len() + slot.bytes.len();
+                        *other = slot;
+                        outcome.stored += 1;
+                    }
+                }
+                Err(i) => {
+                    held += slot.bytes.len();
+                    state.entries.insert(i, slot);
+                    outcome.stored += 1;
+                }
+            }
         }
         state.refresh();
-        outcome.changed = old_visible != state.visible;
+        outcome.changed = !state.entries.iter().map(|s| s.dot).eq(old_visible);
+        outcome.missing = state.missing.len();
 
         self.total_bytes += state.bytes;
-        self.agents += state.visible.len();
+        self.agents += state.entries.len();
         self.sum = self.sum.wrapping_add(state.item_hash);
         outcome
     }
 
     /// Drops an owner and everything held about it.
-    pub(crate) fn remove(&mut self, key: &Key) -> Option<OwnerState> {
+    pub(crate) fn remove(&mut self, key: &Key) -> Option<Box<OwnerState>> {
         let state = self.owners.remove(key)?;
         self.total_bytes -= state.bytes;
-        self.agents -= state.visible.len();
+        self.agents -= state.entries.len();
         self.sum = self.sum.wrapping_sub(state.item_hash);
         Some(state)
     }
@@ -340,12 +398,9 @@ impl Directory {
     #[cfg(test)]
     pub(crate) fn join(&mut self, other: &Self, limits: Limits) {
         for state in other.owners.values() {
-            let entries: Vec<(u64, Bytes)> = state
-                .entries
-                .iter()
-                .map(|(dot, e)| (*dot, e.bytes.clone()))
-                .collect();
-            self.merge(state.manifest.clone(), &entries, limits);
+            let entries: Vec<(u64, Bytes)> =
+                state.slots().map(|s| (s.dot, s.bytes.clone())).collect();
+            self.merge(state.manifest.clone(), &entries, false, limits);
         }
     }
 }

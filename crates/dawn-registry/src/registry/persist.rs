@@ -16,8 +16,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use dawn_wire::{PayloadError, decode_payload, encode_payload};
 
-use super::{ImportReport, LocalEntry, Registry, Source};
-use crate::manifest::{Manifest, entry_hash};
+use super::{ImportReport, LocalEntry, Registry, Resolver, Source};
+use crate::manifest::{Manifest, Resolve, entry_hash};
 use crate::message::{DecodeError, MAX_AGENTS_PER_OWNER, Raw, Update, wire};
 use crate::record::AgentRecord;
 
@@ -66,15 +66,19 @@ impl Registry {
             .dir
             .owners()
             .values()
-            .map(|state| wire::Update {
-                manifest: Raw(state.manifest().encoded()),
-                entries: state
-                    .entries()
-                    .map(|(dot, entry)| wire::Entry {
-                        dot,
-                        record: Raw(&entry.bytes),
+            .map(|state| {
+                let mut entries: Vec<wire::Entry<'_>> = state
+                    .slots()
+                    .map(|slot| wire::Entry {
+                        dot: slot.dot,
+                        record: Raw(&slot.bytes),
                     })
-                    .collect(),
+                    .collect();
+                entries.sort_unstable_by_key(|e| e.dot);
+                wire::Update {
+                    manifest: Raw(state.manifest().encoded()),
+                    entries,
+                }
             })
             .collect();
         let body = encode_payload(&owners).map_err(StateError::Encode)?;
@@ -106,8 +110,12 @@ impl Registry {
         }
         let owners: Vec<wire::Update<'_>> = decode_payload(body).map_err(StateError::Body)?;
         let mut updates = Vec::with_capacity(owners.len());
+        let mut resolver = Resolver {
+            dir: &self.dir,
+            memo: self.memo.as_ref(),
+        };
         for owner in &owners {
-            updates.push(decode_owner(owner).map_err(StateError::Owner)?);
+            updates.push(decode_owner(owner, &mut resolver).map_err(StateError::Owner)?);
         }
 
         let mut report = ImportReport::default();
@@ -185,8 +193,12 @@ impl Registry {
 }
 
 /// An owner of a stored state, structurally checked.
-fn decode_owner(owner: &wire::Update<'_>) -> Result<Update, DecodeError> {
-    let manifest = Manifest::decode(owner.manifest.0).map_err(DecodeError::Manifest)?;
+fn decode_owner(
+    owner: &wire::Update<'_>,
+    resolve: &mut dyn Resolve,
+) -> Result<Update, DecodeError> {
+    let manifest = Manifest::decode(Bytes::copy_from_slice(owner.manifest.0), resolve)
+        .map_err(DecodeError::Manifest)?;
     if owner.entries.len() > MAX_AGENTS_PER_OWNER {
         return Err(DecodeError::TooMany {
             what: "entries",

@@ -90,7 +90,12 @@ fn deliver(deltas: &[Update], order: &[usize]) -> Directory {
     let mut dir = Directory::default();
     for &i in order {
         let update = &deltas[i % deltas.len()];
-        dir.merge(update.manifest.clone(), &update.entries, Limits::UNLIMITED);
+        dir.merge(
+            update.manifest.clone(),
+            &update.entries,
+            false,
+            Limits::UNLIMITED,
+        );
     }
     dir
 }
@@ -183,7 +188,7 @@ fn removal_delivered_before_its_add_is_kept() {
     assert!(visible(&dir).values().all(BTreeMap::is_empty));
     // And the add's entry is not even kept: the removal's context covers it.
     let state = dir.owners().values().next().unwrap();
-    assert_eq!(state.entries().count(), 0);
+    assert_eq!(state.slots().count(), 0);
     assert!(state.missing().is_empty());
 }
 
