@@ -308,7 +308,16 @@ fn print_ready(node: &Node) {
     let _ = writeln!(out, "  node id   {id}");
     let _ = writeln!(out, "  QUIC      {quic} (UDP)");
     if let Some(http) = http {
-        let _ = writeln!(out, "  HTTP      http://{http}/");
+        // A wildcard address is not somewhere to point a browser: this host's loopback is.
+        let mut local = http;
+        if local.ip().is_unspecified() {
+            local.set_ip(match local.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = writeln!(out, "  web UI    http://{local}/");
+        let _ = writeln!(out, "  metrics   http://{local}/metrics");
     }
     let _ = writeln!(out, "  data dir  {}", node.data_dir().display());
     let _ = writeln!(out, "Join another node to this one with:");
