@@ -937,7 +937,34 @@ fn record_from(info: &AgentInfo, version: u64) -> AgentRecord {
             description: cut(description, MAX_SUMMARY_DESCRIPTION_LEN),
         })
         .collect();
+    fit(&mut record);
     record
+}
+
+/// Shrinks `record` until its whole encoding is within the directory's bound: shorter item
+/// descriptions first, then fewer prompts, resources and tools (the agent itself still
+/// lists everything over MCP).
+fn fit(record: &mut AgentRecord) {
+    let mut limit = dawn_registry::MAX_SUMMARY_DESCRIPTION_LEN;
+    while matches!(
+        record.validate(),
+        Err(dawn_registry::RecordError::TooLarge { .. })
+    ) {
+        if limit > 16 {
+            limit /= 2;
+            for tool in &mut record.tools {
+                tool.description = cut(&tool.description, limit);
+            }
+            for prompt in &mut record.prompts {
+                prompt.description = cut(&prompt.description, limit);
+            }
+        } else if record.prompts.pop().is_none()
+            && record.resources.pop().is_none()
+            && record.tools.pop().is_none()
+        {
+            break;
+        }
+    }
 }
 
 /// An agent's summary as the `directory` agent shows it.
@@ -993,9 +1020,15 @@ mod tests {
             .collect();
         let record = record_from(&info, 7);
         record.validate().unwrap();
-        assert_eq!(record.tools.len(), dawn_registry::MAX_SUMMARIES);
+        assert!(!record.tools.is_empty());
+        assert!(record.tools.len() <= dawn_registry::MAX_SUMMARIES);
         assert_eq!(record.version, 7);
         let back = info_from(&record);
-        assert_eq!(back.tools.len(), dawn_registry::MAX_SUMMARIES);
+        assert_eq!(back.tools.len(), record.tools.len());
+        // A small agent is published whole.
+        let mut small = AgentInfo::new("small".parse().unwrap(), "Small", "does little");
+        small.tools = vec![("one".into(), "the first".into())];
+        let record = record_from(&small, 1);
+        assert_eq!(record.tools[0].description, "the first");
     }
 }
