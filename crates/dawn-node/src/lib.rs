@@ -37,6 +37,12 @@
 //!   bounded history saved in the data directory.
 //! - **Configuration** ([`Config`]): a TOML file with `DAWN_*` environment overrides, every
 //!   error naming its key; [`Config::default_toml`] is the commented default.
+//! - **Observability**: `GET /metrics` renders the node's Prometheus metrics (OpenMetrics
+//!   text, [`METRICS_CONTENT_TYPE`]): peers, connections and gossip read from the node's own
+//!   counters at each scrape, the rest recorded through the [`Metrics`] handle
+//!   ([`Node::metrics`]). A request that crosses nodes runs inside [`RequestId::span`] on both
+//!   ends (`dawn.node.request`, field `dawn.req_id`), so both nodes' logs carry its id
+//!   (`docs/runbook.md`).
 //!
 //! Internally the node is a set of tasks owned by the [`Node`] under one cancellation token:
 //! the transport event follower, one dialler per kept peer, the HTTP server and a store
