@@ -10,9 +10,18 @@
 //!   mode) with a loud warning. An encrypted key without its passphrase is an error
 //!   ([`NodeError::PassphraseRequired`]), never a new identity.
 //! - **Peers**: bootstrap peers are dialled at start and kept connected, redialled with
-//!   capped, jittered exponential backoff (250 ms doubling to 30 s). Every peer seen, in
-//!   either direction, is recorded in the store (`dawn.db`: addresses, first and last seen,
-//!   failed dials) and redialled after a restart.
+//!   full-jitter exponential backoff (up to 250 ms doubling to 30 s) within a node-wide retry
+//!   budget, behind a circuit breaker per peer. Every peer seen, in either direction, is
+//!   recorded in the store (`dawn.db`: addresses, first and last seen, failed dials) and
+//!   redialled after a restart.
+//! - **Trust and audit** (`docs/security.md`): a trust level and score per peer
+//!   ([`Node::trust`]), a permission [`Policy`] (`[policy]`, or [`Node::set_policy`] at run
+//!   time) that refuses Untrusted peers during the QUIC handshake and keeps unknown peers away
+//!   from tools; gossip misbehaviour and floods over the per-peer rate limit are trust
+//!   penalties, and a peer that falls to Untrusted is disconnected. Every decision goes into a
+//!   signed, hash-chained audit log in the store ([`Node::audit_entries`],
+//!   [`verify_audit_log`]); trust records are sealed at rest with a key derived from the node
+//!   key. [`backup`] and [`restore`] copy the database.
 //! - **LAN discovery** over mDNS ([`NodeBuilder::mdns`]): the node advertises itself as
 //!   [`DEFAULT_MDNS_SERVICE`] (`_dawn._udp.local.`, its [`NodeId`] and protocol version in the
 //!   TXT record) and dials the Dawn nodes it finds; the QUIC handshake proves each id, and only
@@ -26,7 +35,9 @@
 //!   peer and direction with bounded send queues; membership messages are preceded by address
 //!   hints so that peers learned by id can be dialled. [`Node::subscribe`] and
 //!   [`Node::broadcast`] are the application API; [`simulate`] runs many nodes in one process.
-//! - **HTTP** (axum, `127.0.0.1:7601` by default): `GET /healthz`, `GET /api/status`
+//! - **HTTP** (axum, `127.0.0.1:7601` by default): `GET /healthz` and `GET /readyz`
+//!   ([`HealthReport`], [`Readiness`]), the admin API (`/api/trust`, `/api/policy`,
+//!   `/api/audit`; loopback-only unless an [`AdminToken`] is set), `GET /api/status`
 //!   ([`NodeStatus`]), `GET /api/peers` ([`PeerList`], with the gossip views),
 //!   `POST /api/gossip/{topic}` (broadcast), `GET /api/gossip/{topic}` ([`RecentDeliveries`]),
 //!   a self-contained status page at `GET /status`, and the web UI at `GET /` (agents,
@@ -101,8 +112,7 @@
 //! # Status
 //!
 //! Peering, persistence, gossip and the HTTP API as above. The JSON field names of the HTTP
-//! API are stable; fields are only ever added. The registry, trust penalties for gossip
-//! misbehaviour and the MCP gateway plug in here in later layers.
+//! API are stable; fields are only ever added.
 
 mod admin;
 mod agents;
