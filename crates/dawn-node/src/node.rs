@@ -432,6 +432,7 @@ impl NodeBuilder {
             None => None,
         };
         if let Some(addr) = http_addr {
+            security.note_http(addr);
             let _ = shared.http_addr.set(addr);
         }
 

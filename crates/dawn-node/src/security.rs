@@ -345,6 +345,19 @@ impl Security {
         let _ = self.transport.set(transport.clone());
     }
 
+    /// Logs whether the admin API is served on the HTTP address the node bound.
+    pub(crate) fn note_http(&self, addr: SocketAddr) {
+        match (&self.admin_token, addr.ip().is_loopback()) {
+            (Some(_), _) => info!(%addr, "admin API requires the admin token"),
+            (None, true) => debug!(%addr, "admin API served to loopback callers"),
+            (None, false) => warn!(
+                %addr,
+                "admin API off: HTTP is not bound to loopback and no admin token is set \
+                 (admin.token_file)"
+            ),
+        }
+    }
+
     fn connected(&self, peer: &NodeId) -> bool {
         self.transport
             .get()
@@ -854,8 +867,6 @@ impl Security {
     ///
     /// # Errors
     /// [`Denied`] with the policy's explanation, or [`Denied::AuditUnavailable`].
-    // Called by the MCP path when an agent call arrives from a peer.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn authorize(
         &self,
         caller: NodeId,
