@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Options: `--nodes N` (default 1000), `--seed S` (1), `--loss P` (0), `--split F` (0.5, the
-//! fraction of nodes on one side of the partition). The scenario and the meaning of every
+//! fraction of nodes on one side of the partition), `--fanout F` and `--leaf L` (the
+//! reconciliation parameters, default 16 and 16). The scenario and the meaning of every
 //! figure are described in `tests/common/mod.rs` and the crate's README.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -30,6 +31,13 @@ fn main() -> ExitCode {
             "--seed" => scenario.seed = value("--seed").parse().expect("--seed: a number"),
             "--loss" => scenario.loss = value("--loss").parse().expect("--loss: a probability"),
             "--split" => scenario.split = value("--split").parse().expect("--split: a fraction"),
+            "--fanout" => {
+                scenario.config.reconcile_fanout =
+                    value("--fanout").parse().expect("--fanout: 2..=64");
+            }
+            "--leaf" => {
+                scenario.config.reconcile_leaf = value("--leaf").parse().expect("--leaf: 1..=256");
+            }
             other => {
                 eprintln!("unknown argument {other}; see the example's documentation");
                 return ExitCode::FAILURE;

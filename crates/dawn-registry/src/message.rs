@@ -21,7 +21,7 @@ pub const MAX_AGENTS_PER_OWNER: usize = 256;
 /// Most owners one range of a reconciliation message may list.
 pub const MAX_ITEMS: usize = 256;
 /// Most ranges in one reconciliation message.
-pub const MAX_RANGES: usize = 1024;
+pub const MAX_RANGES: usize = 4096;
 /// Most owners one reconciliation message may ask updates for.
 pub const MAX_NEEDS: usize = 1024;
 /// Most owner updates in one message.
