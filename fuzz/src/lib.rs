@@ -44,6 +44,12 @@ pub const TARGETS: &[Target] = &[
         about: "dawn-identity AgentAddr parsing; what parses displays back identically",
     },
     Target {
+        name: "registry_message",
+        check: |d| dawn_registry::fuzz_decode(d).map_err(|e| e.to_string()),
+        about: "dawn-registry messages (deltas, updates, reconciliation): bounded decode, \
+                canonical re-encoding, no verified data from unsigned bytes",
+    },
+    Target {
         name: "keystore",
         check: keystore,
         about: "dawn-identity KeyFile::decode (no KDF run); what decodes re-encodes identically",
