@@ -323,6 +323,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn valid_queries_parse_to_their_values(
+            after in proptest::prelude::any::<u64>(),
+            limit in 1..=MAX_AUDIT_PAGE,
+        ) {
+            let query = format!("limit={limit}&after={after}");
+            proptest::prop_assert_eq!(audit_query(Some(&query)), Ok((Some(after), limit)));
+        }
+
+        #[test]
+        fn any_query_is_parsed_or_refused_within_bounds(query in "\\PC{0,80}") {
+            if let Ok((_, limit)) = audit_query(Some(&query)) {
+                proptest::prop_assert!((1..=MAX_AUDIT_PAGE).contains(&limit));
+            }
+        }
+    }
+
     #[test]
     fn security_errors_map_to_statuses() {
         let response = security_error(&SecurityError::NotAssignable(

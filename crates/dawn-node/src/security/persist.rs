@@ -82,14 +82,20 @@ fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A [`write`] stopped at a failure.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// Writes stored before the failure; they stay stored.
+    pub(crate) done: usize,
+    /// The writes of the group that failed (all or nothing of it was stored: nothing).
+    pub(crate) failed: usize,
+    /// Why.
+    pub(crate) error: StoreError,
+}
+
 /// Writes `writes` in order: consecutive audit entries in one transaction, consecutive trust
-/// records in another. On failure, returns how many writes were stored before it (the rest
-/// may be retried).
-pub(crate) fn write(
-    store: &Store,
-    sealer: &Sealer,
-    writes: &[Write],
-) -> Result<(), (usize, StoreError)> {
+/// records in another. Stops at the first group that fails.
+pub(crate) fn write(store: &Store, sealer: &Sealer, writes: &[Write]) -> Result<(), Failure> {
     let mut done = 0;
     let mut rest = writes;
     while let Some(first) = rest.first() {
@@ -99,7 +105,11 @@ pub(crate) fn write(
             .count()
             .max(1);
         let (group, tail) = rest.split_at(run.min(rest.len()));
-        write_group(store, sealer, group).map_err(|e| (done, e))?;
+        write_group(store, sealer, group).map_err(|error| Failure {
+            done,
+            failed: group.len(),
+            error,
+        })?;
         done += group.len();
         rest = tail;
     }
@@ -150,6 +160,16 @@ fn write_group(store: &Store, sealer: &Sealer, group: &[Write]) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_fingerprint_round_trips(bytes in proptest::prelude::any::<[u8; 32]>()) {
+            proptest::prop_assert_eq!(
+                parse_fingerprint(&crate::gossip::hex(&bytes)),
+                Some(bytes)
+            );
+        }
+    }
 
     #[test]
     fn fingerprints_round_trip_and_bad_ones_are_refused() {

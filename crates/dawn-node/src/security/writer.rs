@@ -229,24 +229,29 @@ impl Writer {
                         debug!(writes = back.len(), "security writes stored");
                         writes = Vec::new();
                     }
-                    Err((done, failure)) => {
+                    Err(failure) => {
                         // What was written stays written; retry only the rest.
-                        back.drain(..done.min(back.len()));
-                        let reason = format!("a write failed: {failure}");
+                        back.drain(..failure.done.min(back.len()));
+                        let error = failure.error;
+                        let reason = format!("a write failed: {error}");
                         resilience.report(
                             resilience::STORE,
                             Status::Unhealthy,
                             &reason,
                             Instant::now(),
                         );
-                        if is_permanent(&failure)
-                            || (rx.is_closed() && attempts > RETRIES_WHEN_CLOSING)
-                        {
-                            error!(%failure, writes = back.len(), "security writes could not be stored and are dropped");
+                        if rx.is_closed() && attempts > RETRIES_WHEN_CLOSING {
+                            error!(%error, writes = back.len(), "security writes could not be stored before shutdown and are dropped");
                             lost_below.store(last + 1, Ordering::Release);
                             writes = Vec::new();
+                        } else if is_permanent(&error) {
+                            // Retrying cannot help this group; the writes after it go on.
+                            error!(%error, writes = failure.failed, "security writes refused by the store are dropped");
+                            lost_below.store(last + 1, Ordering::Release);
+                            back.drain(..failure.failed.min(back.len()));
+                            writes = back;
                         } else {
-                            warn!(%failure, attempts, "security writes failed; retrying");
+                            warn!(%error, attempts, "security writes failed; retrying");
                             writes = back;
                             tokio::time::sleep(RETRY_AFTER).await;
                         }
@@ -260,12 +265,104 @@ impl Writer {
     }
 }
 
-/// Failures that retrying cannot fix: the entries do not continue the stored chain.
+/// Failures that retrying cannot fix: entries that do not continue the stored chain, and
+/// values the store refuses as invalid.
 fn is_permanent(error: &StoreError) -> bool {
     matches!(
         error,
         StoreError::AuditOutOfSequence { .. }
             | StoreError::AuditBrokenLink { .. }
             | StoreError::InvalidAuditEntry(_)
+            | StoreError::InvalidTrustRecord(_)
+            | StoreError::InvalidKey { .. }
+            | StoreError::TooLarge { .. }
+            | StoreError::LimitReached { .. }
+            | StoreError::InvalidJson { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dawn_crypto::SigningKey;
+    use dawn_identity::NodeId;
+    use dawn_trust::{AuditChain, AuditKind, PeerSnapshot, Subject};
+
+    fn setup() -> (Store, Queue, impl Future<Output = ()>, SigningKey) {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let store = Store::open_in_memory().unwrap();
+        let resilience = Arc::new(Resilience::new(Default::default()).unwrap());
+        let (queue, writer) = start(store.clone(), Sealer::from_signing_key(&key), resilience);
+        (store, queue, writer, key)
+    }
+
+    #[tokio::test]
+    async fn writes_are_stored_in_order_and_waiters_learn_when() {
+        let (store, queue, writer, key) = setup();
+        let task = tokio::spawn(writer);
+        let mut chain = AuditChain::new();
+        let mut last = 0;
+        for i in 0..10 {
+            let entry = chain.append(&key, i, AuditKind::NodeStarted, Subject::none(), "");
+            last = queue.try_push(Write::Audit(entry)).unwrap();
+        }
+        queue.durable(last, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(store.audit().count().unwrap(), 10);
+        queue.close();
+        assert_eq!(queue.try_push(Write::Barrier), Err(QueueError::Closed));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_the_store_refuses_is_dropped_and_the_rest_goes_on() {
+        let (store, queue, writer, key) = setup();
+        let peer = NodeId::from(SigningKey::from_bytes(&[2; 32]).verifying_key());
+        let invalid = PeerSnapshot {
+            peer,
+            score: 2.0,
+            updated_ms: 0,
+            gain_tokens: 0.0,
+            last_seen_ms: 0,
+            handshake: false,
+            assigned: None,
+            auto_untrusted: false,
+            verified: false,
+            recommended_by: Vec::new(),
+        };
+        let mut chain = AuditChain::new();
+        let entry = chain.append(&key, 1, AuditKind::NodeStarted, Subject::none(), "");
+        // Both queued before the writer runs: one batch.
+        let refused = queue.try_push(Write::Trust(invalid)).unwrap();
+        let after = queue.try_push(Write::Audit(entry)).unwrap();
+        let task = tokio::spawn(writer);
+        assert_eq!(
+            queue.durable(refused, Duration::from_secs(5)).await,
+            Err(QueueError::NotDurable)
+        );
+        // Whoever waited on the batch is told it was not all stored, but the entry after
+        // the refused record is on disk.
+        assert_eq!(
+            queue.durable(after, Duration::from_secs(5)).await,
+            Err(QueueError::NotDurable)
+        );
+        assert_eq!(store.audit().count().unwrap(), 1);
+        assert_eq!(
+            store
+                .trust(&Sealer::from_signing_key(&key))
+                .count()
+                .unwrap(),
+            0
+        );
+        queue.close();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_without_waiting() {
+        let (_store, queue, _writer, _key) = setup();
+        for _ in 0..QUEUE_CAPACITY {
+            queue.try_push(Write::Barrier).unwrap();
+        }
+        assert_eq!(queue.try_push(Write::Barrier), Err(QueueError::Full));
+    }
 }
