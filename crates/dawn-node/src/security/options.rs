@@ -267,6 +267,87 @@ mod tests {
         ));
     }
 
+    fn invalid_key(text: &str) -> String {
+        match Config::from_toml_str(text, None) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_security_values_name_their_key() {
+        let cases = [
+            ("[trust]\nbaseline = 2.0", "trust.baseline"),
+            ("[trust]\nverified_at = 0.3", "trust.verified_at"),
+            (
+                "[[policy.allow]]\npermissions = [\"connect\"]\nagents = [\"weather\"]",
+                "policy.allow[0]",
+            ),
+            (
+                "[[policy.deny]]\npermissions = [\"call_tools\"]\ntools = [\"a b\"]",
+                "policy.deny[0]",
+            ),
+            (
+                "[policy.levels]\nuntrusted = [\"connect\"]",
+                "policy.levels.untrusted",
+            ),
+            (
+                "[resilience.retry]\nbase_ms = 0",
+                "resilience.retry.base_ms",
+            ),
+            (
+                "[resilience.rate_limit]\nbyte_burst = 0",
+                "resilience.rate_limit.byte_burst",
+            ),
+            ("[admin]\ntoken_file = \"\"", "admin.token_file"),
+        ];
+        for (text, key) in cases {
+            assert_eq!(invalid_key(text), key, "{text}");
+        }
+        for text in [
+            "[trust]\nbasline = 0.5",
+            "[policy]\nallow = 3",
+            "[[policy.allow]]\npermisions = [\"connect\"]",
+            "[resilience.breaker]\nopen = 5",
+            "[admin]\ntoken = \"secret\"",
+        ] {
+            assert!(
+                matches!(
+                    Config::from_toml_str(text, None),
+                    Err(ConfigError::Parse { .. })
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn security_sections_parse_and_relative_token_files_resolve() {
+        let text = r#"
+            [trust]
+            untrusted_below = 0.1
+            [[policy.deny]]
+            name = "no shell"
+            permissions = ["call_tools"]
+            agents = ["shell"]
+            [resilience.rate_limit]
+            messages_per_sec = 50
+            [admin]
+            token_file = "admin-token"
+        "#;
+        let config = Config::from_toml_str(text, Some(Path::new("/etc/dawn"))).unwrap();
+        assert!((config.trust.untrusted_below - 0.1).abs() < f64::EPSILON);
+        assert_eq!(config.policy.config().deny.len(), 1);
+        assert_eq!(config.resilience.rate_limit.messages_per_sec, 50);
+        assert_eq!(
+            config.admin.token_file,
+            Some(PathBuf::from("/etc/dawn/admin-token"))
+        );
+        let options = SecurityOptions::from_config(&config);
+        assert_eq!(options.policy.fingerprint(), config.policy.fingerprint());
+        assert_ne!(options.policy, Policy::default());
+    }
+
     #[test]
     fn token_files_take_the_first_line() {
         let dir = tempfile::tempdir().unwrap();
