@@ -949,7 +949,10 @@ impl Actor {
 
     async fn inbound(&mut self, inbound: Inbound) {
         bump(&self.shared.gossip.counters.frames_received);
-        add(&self.shared.gossip.counters.bytes_received, inbound.frame.len());
+        add(
+            &self.shared.gossip.counters.bytes_received,
+            inbound.frame.len(),
+        );
         // Each peer's messages/s and bytes/s limits; a persistent flood costs trust.
         if !self
             .shared
@@ -1031,7 +1034,9 @@ impl Actor {
         counters
             .neighbor_failures
             .store(core.neighbor_failures, Ordering::Relaxed);
-        counters.duplicates.store(core.duplicates, Ordering::Relaxed);
+        counters
+            .duplicates
+            .store(core.duplicates, Ordering::Relaxed);
         counters
             .rate_limited
             .store(core.rate_limited, Ordering::Relaxed);

@@ -135,11 +135,11 @@ mod simulate;
 mod trace;
 mod ui;
 
+pub use crate::agents::{AgentError, Directory, DirectoryAgentInfo, DirectoryNode};
 pub use crate::api::{
     ApiError, ApiErrorBody, BroadcastReceipt, Direction, NodeStatus, PeerInfo, PeerList,
     RecentDeliveries,
 };
-pub use crate::agents::{AgentError, Directory, DirectoryAgentInfo, DirectoryNode};
 pub use crate::chat::{
     CHAT_HISTORY, CHAT_TOPIC_PREFIX, ChatHistory, ChatMessage, ChatRoomInfo, ChatRooms,
     DEFAULT_ROOM, MAX_NICK_CHARS, MAX_PAYLOAD_LEN, MAX_ROOM_LEN, MAX_ROOMS, MAX_TEXT_BYTES,
@@ -162,9 +162,7 @@ pub use crate::mdns::{
     MDNS_DIAL_TIMEOUT, MDNS_DIALS_PER_SECOND, MDNS_MAX_ADDRS, MdnsAdvertError, MdnsService,
     MdnsServiceError, MdnsStats,
 };
-pub use crate::metrics::{
-    CallOutcome, METRICS_CONTENT_TYPE, MessageKind, Metrics, MetricsError,
-};
+pub use crate::metrics::{CallOutcome, METRICS_CONTENT_TYPE, MessageKind, Metrics, MetricsError};
 pub use crate::node::{DB_FILE_NAME, LOCK_FILE_NAME, Node, NodeBuilder};
 pub use crate::offline::{
     AuditVerification, OfflineError, backup, export_audit_log, restore, verify_audit_log,
@@ -182,7 +180,7 @@ pub use dawn_gossip::{Config as GossipConfig, MessageId, Topic};
 pub use dawn_identity::{AgentAddr, AgentId, NodeId, Passphrase};
 pub use dawn_mcp::{Agent, AgentClient, CallError};
 pub use dawn_resilience::{HealthReport, ResilienceConfig};
+pub use dawn_transport::TransportConfig;
 pub use dawn_trust::{
     Assignment, AuditEntry, AuditKind, Permission, Policy, PolicyConfig, TrustConfig, TrustLevel,
 };
-pub use dawn_transport::TransportConfig;

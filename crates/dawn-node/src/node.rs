@@ -24,9 +24,9 @@ use crate::config::{BootstrapPeer, Config, DEFAULT_HTTP, DEFAULT_LISTEN};
 use crate::error::NodeError;
 use crate::gossip::{self, GossipContext, GossipError, GossipShared, GossipStats, Subscription};
 use crate::http;
-use crate::metrics::Metrics;
 use crate::identity::{KeyOutcome, key_path, load_or_create};
 use crate::mdns::{self, Discovery, MdnsContext, MdnsService, MdnsStats};
+use crate::metrics::Metrics;
 use crate::peers::{Change, MAX_KNOWN_PEERS, PeerRecord, PeerTable, now_unix_ms};
 use crate::security::{AcceptGate, DialBlocked, Security, SecurityOptions};
 
@@ -399,6 +399,7 @@ impl NodeBuilder {
             Arc::clone(&security),
         ));
         shared.metrics.attach(&shared);
+        security.attach_metrics(&shared.metrics);
         let (agent_host, registry_inbound) = match crate::agents::listen(&transport, &shared) {
             Ok(listening) => listening,
             Err(error) => {

@@ -211,9 +211,22 @@ pub(crate) struct Security {
     resilience: Arc<Resilience>,
     admin_token: Option<AdminToken>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The node's metrics, attached once the shared state exists: audit entries are counted.
+    metrics: OnceLock<crate::metrics::Metrics>,
 }
 
 impl Security {
+    /// Counts audit entries in `metrics` from now on.
+    pub(crate) fn attach_metrics(&self, metrics: &crate::metrics::Metrics) {
+        let _ = self.metrics.set(metrics.clone());
+    }
+
+    fn count_audit_entry(&self) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.inc_audit_entries();
+        }
+    }
+
     /// Loads the audit head, the trust records and a policy set at run time from the store,
     /// starts the writer and records `node_started`.
     pub(crate) async fn open(
@@ -282,6 +295,7 @@ impl Security {
             resilience,
             admin_token,
             writer: Mutex::new(Some(writer)),
+            metrics: OnceLock::new(),
         });
         let policy = security.policy();
         security.audit(
@@ -446,7 +460,10 @@ impl Security {
         let before = chain.head();
         let entry = chain.append(&self.key, now_ms(), kind, subject, details);
         match self.queue.try_push(Write::Audit(entry)) {
-            Ok(_) => true,
+            Ok(_) => {
+                self.count_audit_entry();
+                true
+            }
             Err(error) => {
                 *chain = AuditChain::resume(before);
                 drop(chain);
@@ -475,6 +492,7 @@ impl Security {
             drop(chain);
             (ticket, seq)
         };
+        self.count_audit_entry();
         self.queue.durable(ticket.0, DURABLE_WAIT).await?;
         Ok(ticket.1)
     }

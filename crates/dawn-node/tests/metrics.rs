@@ -176,6 +176,8 @@ async fn families_are_present_typed_and_follow_the_nodes() {
     // Ours, and whatever the node's own modules (the agent registry) broadcast: the counter
     // is the driver's own.
     let broadcasts = after.value("dawn_gossip_broadcasts_total", &[]);
+    // The accepted connection was audited, and counted.
+    assert!(after.value("dawn_audit_entries_total", &[]) >= 1.0);
     assert!(broadcasts >= 1.0);
     assert!(
         (broadcasts_before as f64..=broadcasts_after as f64).contains(&broadcasts),
@@ -232,6 +234,8 @@ async fn families_are_present_typed_and_follow_the_nodes() {
     metrics.inc_rate_limit_drop(MessageKind::AgentCall, Limit::Messages);
     metrics.set_breaker_count(BreakerState::Open, 1);
     metrics.set_breaker_count(BreakerState::Closed, 4);
+    // The node counts its own audit entries too: measure the two added here on top.
+    let audited = scrape(http).await.value("dawn_audit_entries_total", &[]);
     metrics.inc_audit_entries();
     metrics.inc_audit_entries();
     metrics.record_message(MessageKind::AgentCall, Direction::Outbound, 1200);
@@ -268,7 +272,10 @@ async fn families_are_present_typed_and_follow_the_nodes() {
     );
     assert_eq!(recorded.value("dawn_breakers", &[("state", "open")]), 1.0);
     assert_eq!(recorded.value("dawn_breakers", &[("state", "closed")]), 4.0);
-    assert_eq!(recorded.value("dawn_audit_entries_total", &[]), 2.0);
+    assert_eq!(
+        recorded.value("dawn_audit_entries_total", &[]),
+        audited + 2.0
+    );
     let call_out = [("kind", "agent_call"), ("direction", "outbound")];
     assert_eq!(recorded.value("dawn_messages_total", &call_out), 1.0);
     assert_eq!(
