@@ -1,9 +1,9 @@
 //! Dawn's per-node database, layer 4 of the workspace.
 //!
 //! Each node keeps its durable state in one SQLite file (the bundled SQLite, so every build
-//! has the same version): known peers now, and trust records, the audit log, registry
-//! snapshots, the consensus write-ahead log and agent data as those crates land. Protocol
-//! cores never open files; the node hands their data to a typed repository here.
+//! has the same version): known peers, the audit log, trust records, settings, agent data and
+//! the registry snapshot (the consensus write-ahead log is to come). Protocol cores never open
+//! files; the node hands their data to a typed repository here.
 //!
 //! - [`Store::open`] creates or opens the file, checks it, switches it to write-ahead logging
 //!   and applies the schema migrations. A file that is not SQLite, belongs to another
@@ -11,6 +11,17 @@
 //!   and left byte-for-byte as it was; the store never deletes or recreates a database.
 //! - [`Store::peers`] gives the [`PeerRepo`]: peers by [`NodeId`](dawn_identity::NodeId),
 //!   with their addresses, first and last contact and failure count.
+//! - [`Store::audit`] gives the [`AuditRepo`]: dawn-trust's signed, hash-chained audit
+//!   entries, append-only, each append synced to disk (`synchronous = FULL`) before it
+//!   returns, refused unless it continues the stored chain; [`AuditRepo::iter_all`] feeds
+//!   `dawn_trust::verify_chain`.
+//! - [`Sealer`] seals values at rest: AES-256-GCM under keys derived from the node key with
+//!   HKDF-SHA256 per [`SealPurpose`], bound to table and row. [`Store::trust`] (every record
+//!   sealed) and [`Store::agent_data`] (sensitive values sealed) take one.
+//! - [`Store::settings`] and [`Store::registry`]: small named values and the registry's
+//!   snapshot blob, in the clear.
+//! - [`Store::backup_to`] copies the live database to a checked, self-contained file;
+//!   [`Store::restore_from`] puts one back, refusing a target that is in use.
 //!
 //! A [`Store`] is `Clone + Send + Sync`; every call blocks briefly on the one connection, so
 //! async code calls it from `spawn_blocking`. The store never reads the clock: callers pass
@@ -45,9 +56,32 @@
 //! newest this build knows. Migrations are append-only; the crate README describes the policy
 //! for adding tables.
 //!
+//! Sealed records:
+//!
+//! ```
+//! # use std::time::{Duration, UNIX_EPOCH};
+//! use dawn_crypto::SigningKey;
+//! use dawn_store::{Sealer, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node_key = SigningKey::from_bytes(&[1; 32]);
+//! let sealer = Sealer::from_signing_key(&node_key);
+//! let store = Store::open_in_memory()?;
+//! let agent = "memory".parse()?;
+//! let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//!
+//! store.agent_data(&sealer).put(&agent, "token", b"s3cret", true, now)?;
+//! let record = store.agent_data(&sealer).get(&agent, "token")?.ok_or("missing")?;
+//! assert_eq!(&record.value[..], b"s3cret");
+//! # Ok(()) }
+//! ```
+//!
 //! # Status
 //!
-//! Peers only. The on-disk schema is pinned by a golden test (`tests/golden/schema.sql`).
+//! Peers, audit log, trust records, settings, agent data, registry snapshot, backup and
+//! restore. The on-disk schema is pinned by a golden test (`tests/golden/schema.sql`); the
+//! audit entry and snapshot encodings belong to dawn-trust, the sealed-value layout to
+//! [`Sealer`] (version [`SEALED_VERSION`]).
 
 mod agent_data;
 mod audit;
