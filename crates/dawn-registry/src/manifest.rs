@@ -12,9 +12,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dawn_crypto::{PUBLIC_KEY_LEN, SigningKey};
+use dawn_crypto::{PUBLIC_KEY_LEN, SIGNATURE_LEN, Signature, SigningKey};
 use dawn_identity::{NodeId, NodeIdError};
-use dawn_wire::{ENVELOPE_VERSION, EnvelopeError, MAX_ENVELOPE_LEN, PayloadError, SignedEnvelope};
+use dawn_wire::{
+    ENVELOPE_DOMAIN, ENVELOPE_VERSION, EnvelopeError, MAX_ENVELOPE_LEN, PayloadError,
+    SignedEnvelope,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::message::MAX_AGENTS_PER_OWNER;
@@ -192,15 +195,34 @@ impl Manifest {
         })
     }
 
-    /// The signed envelope, decoded again from the encoding (to check its signature).
-    pub(crate) fn envelope(&self) -> Result<SignedEnvelope, EnvelopeError> {
-        SignedEnvelope::decode(&self.encoded)
+    /// What the owner's signature covers and the signature: dawn-wire's envelope signing
+    /// input (see [`SignedEnvelope::signing_input`]), rebuilt from the encoding so that the
+    /// owner's key, already decoded, is not decompressed again.
+    pub(crate) fn signed_parts(&self) -> Result<(Vec<u8>, Signature), ManifestError> {
+        let fields = parse_envelope(&self.encoded)?;
+        let topic_len = u8::try_from(fields.topic.len()).map_err(|_| ManifestError::Topic)?;
+        let payload_len =
+            u32::try_from(fields.payload.len()).map_err(|_| ManifestError::TooLarge {
+                len: self.encoded.len(),
+            })?;
+        let mut input = Vec::with_capacity(
+            ENVELOPE_DOMAIN.len() + 1 + fields.topic.len() + 32 + 8 + 8 + 4 + fields.payload.len(),
+        );
+        input.extend_from_slice(ENVELOPE_DOMAIN);
+        input.push(topic_len);
+        input.extend_from_slice(fields.topic);
+        input.extend_from_slice(fields.origin);
+        input.extend_from_slice(&fields.timestamp_ms.to_be_bytes());
+        input.extend_from_slice(&fields.sequence.to_be_bytes());
+        input.extend_from_slice(&payload_len.to_be_bytes());
+        input.extend_from_slice(fields.payload);
+        Ok((input, Signature::from_bytes(*fields.signature)))
     }
 
     /// Checks the owner's signature.
-    #[cfg(test)]
-    pub(crate) fn verify(&self) -> Result<(), EnvelopeError> {
-        self.envelope()?.verify()
+    pub(crate) fn verify(&self) -> bool {
+        self.signed_parts()
+            .is_ok_and(|(input, signature)| self.owner.verify(&input, &signature).is_ok())
     }
 
     pub(crate) fn owner(&self) -> &NodeId {
@@ -283,6 +305,7 @@ struct EnvelopeFields<'a> {
     sequence: u64,
     topic: &'a [u8],
     payload: &'a [u8],
+    signature: &'a [u8; SIGNATURE_LEN],
 }
 
 /// Reads dawn-wire's envelope encoding (`[version]`, origin, timestamp and sequence as
@@ -304,7 +327,7 @@ fn parse_envelope(bytes: &[u8]) -> Result<EnvelopeFields<'_>, ManifestError> {
     let topic = r.take(topic_len)?;
     let payload_len = r.len()?;
     let payload = r.take(payload_len)?;
-    r.take(64)?;
+    let signature = r.take_array::<SIGNATURE_LEN>()?;
     if !r.bytes.is_empty() {
         return Err(ManifestError::Encoding(PayloadError::TrailingBytes {
             count: r.bytes.len(),
@@ -316,6 +339,7 @@ fn parse_envelope(bytes: &[u8]) -> Result<EnvelopeFields<'_>, ManifestError> {
         sequence,
         topic,
         payload,
+        signature,
     })
 }
 
@@ -412,7 +436,7 @@ mod tests {
     #[test]
     fn signs_decodes_and_verifies() {
         let m = Manifest::sign(&key(), 10, 1_000, live(&[3, 7])).unwrap();
-        m.verify().unwrap();
+        assert!(m.verify());
         let back = Manifest::decode(m.encoded().clone(), &mut Decompress).unwrap();
         // The same fields as dawn-wire's own decoder reads.
         let envelope = SignedEnvelope::decode(m.encoded()).unwrap();
@@ -420,7 +444,7 @@ mod tests {
         assert_eq!(envelope.sequence(), back.version());
         assert_eq!(envelope.timestamp_ms(), back.issued_ms());
         assert_eq!(back, m);
-        back.verify().unwrap();
+        assert!(back.verify());
         assert_eq!(back.version(), 10);
         assert_eq!(back.issued_ms(), 1_000);
         assert_eq!(back.hash_of(7), Some(&[7; 32]));
@@ -481,6 +505,10 @@ mod tests {
             match (&ours, &theirs) {
                 (Ok(m), Ok(e)) => {
                     accepted += 1;
+                    let (input, signature) = m.signed_parts().unwrap();
+                    assert_eq!(input, e.signing_input());
+                    assert_eq!(&signature, e.signature());
+                    assert_eq!(m.verify(), e.verify().is_ok());
                     assert_eq!(
                         (m.owner(), m.version(), m.issued_ms()),
                         (e.origin(), e.sequence(), e.timestamp_ms())

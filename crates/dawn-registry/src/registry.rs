@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dawn_crypto::SigningKey;
+use dawn_crypto::{Signature, SigningKey, VerifyingKey, verify_batch};
 use dawn_identity::{AgentAddr, AgentId, NodeId, NodeIdError};
-use dawn_wire::SignedEnvelope;
 use tracing::{debug, trace};
 
 use crate::config::{ConfigError, RegistryConfig};
@@ -140,6 +139,13 @@ enum Source {
 /// At most `max_owners` owners, `max_agents_per_owner` agents each, every record at most
 /// [`MAX_RECORD_LEN`](crate::MAX_RECORD_LEN) bytes and `max_total_bytes` in all; the output
 /// queues are bounded too ([`RegistryConfig`]).
+///
+/// # Cloning
+///
+/// A clone is an independent copy of the whole state (records and manifests are shared
+/// immutable bytes, so it is cheap), for tests and benchmarks that fork a run. Both copies
+/// hold the same key: never let two of them publish, or the owner equivocates.
+#[derive(Clone)]
 pub struct Registry {
     me: NodeId,
     key: SigningKey,
@@ -709,15 +715,16 @@ impl Registry {
         if to_verify.is_empty() {
             return valid;
         }
-        // Decoding cannot fail (each was decoded once already); if it did, the manifest is
-        // invalid.
+        // Rebuilding what was signed cannot fail for a manifest that decoded; if it did, the
+        // manifest is invalid.
         let mut checked = Vec::with_capacity(to_verify.len());
-        let mut envelopes = Vec::with_capacity(to_verify.len());
+        let mut parts = Vec::with_capacity(to_verify.len());
         for &i in &to_verify {
-            match manifests.get(i).copied().flatten().map(Manifest::envelope) {
-                Some(Ok(envelope)) => {
+            let manifest = manifests.get(i).copied().flatten();
+            match manifest.map(|m| (m, m.signed_parts())) {
+                Some((m, Ok((input, signature)))) => {
                     checked.push(i);
-                    envelopes.push(envelope);
+                    parts.push((input, signature, m.owner().verifying_key()));
                 }
                 _ => {
                     if let Some(slot) = valid.get_mut(i) {
@@ -729,8 +736,12 @@ impl Registry {
         self.stats.signatures_verified = self
             .stats
             .signatures_verified
-            .saturating_add(envelopes.len() as u64);
-        if let Err(error) = SignedEnvelope::verify_batch(&envelopes) {
+            .saturating_add(parts.len() as u64);
+        let items: Vec<(&[u8], &Signature, &VerifyingKey)> = parts
+            .iter()
+            .map(|(input, signature, key)| (input.as_slice(), signature, *key))
+            .collect();
+        if let Err(error) = verify_batch(&items) {
             for &j in error.invalid() {
                 if let Some(slot) = checked.get(j).and_then(|&i| valid.get_mut(i)) {
                     *slot = false;
@@ -750,7 +761,7 @@ impl Registry {
     }
 
     fn verified(&self, manifest: &Manifest) -> bool {
-        self.memo_has(manifest) || manifest.envelope().is_ok_and(|e| e.verify().is_ok())
+        self.memo_has(manifest) || manifest.verify()
     }
 
     fn memo_has(&self, manifest: &Manifest) -> bool {
