@@ -111,6 +111,14 @@ fn shuttle(nodes: &mut [&mut Registry], now: Instant) -> usize {
     panic!("reconciliation did not finish");
 }
 
+/// The node drives the registry from an async task.
+const _: fn() = || {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Registry>();
+    send_and_sync::<Transmit>();
+    send_and_sync::<Event>();
+};
+
 #[test]
 fn local_changes_are_visible_at_once_and_broadcast_once() {
     let now = Instant::now();
