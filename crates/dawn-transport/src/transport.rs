@@ -589,10 +589,20 @@ impl Transport {
 
     /// Closes the pooled connection to `peer` with [`CloseCode::Normal`] and `reason`;
     /// returns whether there was one.
+    ///
+    /// Subscribers get [`TransportEvent::Disconnected`] (reason
+    /// [`ConnectionError::LocallyClosed`]) as for any other pooled connection that closes.
     pub fn disconnect(&self, peer: &NodeId, reason: &str) -> bool {
         let connection = lock(&self.inner.pool).peers.remove(peer);
         connection.is_some_and(|connection| {
             connection.close(reason);
+            // Removed from the pool here, so the connection's own watcher does not report it.
+            debug!(peer = %peer.fmt_short(), %reason, "disconnected locally");
+            let _ = self.inner.events.send(TransportEvent::Disconnected {
+                peer: *peer,
+                connection_id: connection.id(),
+                reason: ConnectionError::LocallyClosed,
+            });
             true
         })
     }

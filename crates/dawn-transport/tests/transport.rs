@@ -767,6 +767,32 @@ async fn idle_connections_time_out_and_the_pool_redials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnecting_a_peer_reports_it_to_subscribers() {
+    let server = echo(TransportConfig::default());
+    let client = bind(TransportConfig::default());
+    let connection = client
+        .connect(server.node_id(), &addr(&server))
+        .await
+        .unwrap();
+    let mut events = client.subscribe();
+    assert!(client.disconnect(&server.node_id(), "refused by policy"));
+    let (peer, id, reason) = wait_for(&mut events, |event| match event {
+        TransportEvent::Disconnected {
+            peer,
+            connection_id,
+            reason,
+        } => Some((peer, connection_id, reason)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((peer, id), (server.node_id(), connection.id()));
+    assert_eq!(reason, ConnectionError::LocallyClosed);
+    assert!(client.connection(&server.node_id()).is_none());
+    // Only once: nothing is pooled any more.
+    assert!(!client.disconnect(&server.node_id(), "again"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_holds_an_idle_connection_open() {
     let mut config = TransportConfig::default();
     config.idle_timeout = Duration::from_millis(1000);
