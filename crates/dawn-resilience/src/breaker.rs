@@ -884,6 +884,16 @@ impl<K: Hash + Eq + Clone> Breakers<K> {
         self.dropped
     }
 
+    /// How many tracked breakers are in `state` at `now` (untracked keys are closed and not
+    /// counted). It visits every key.
+    #[must_use]
+    pub fn count(&self, now: Instant, state: BreakerState) -> usize {
+        self.entries
+            .values()
+            .filter(|core| core.state(&self.config, now) == state)
+            .count()
+    }
+
     /// Breakers not closed (open or half-open): a health signal.
     #[must_use]
     pub const fn tripped(&self) -> usize {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::BreakerConfig;
 use crate::code::{ErrorCode, HasErrorCode};
 use crate::health::HealthConfig;
-use crate::limiter::RateLimitConfig;
+use crate::limiter::{CallLimitConfig, RateLimitConfig};
 use crate::retry::{RetryBudgetConfig, RetryPolicy};
 
 /// A parameter was refused. Every variant names the parameter (`retry.cap_ms`, ...).
@@ -96,8 +96,10 @@ pub struct ResilienceConfig {
     pub retry: RetryPolicy,
     /// The node-wide cap on retries, so that retries cannot amplify an outage.
     pub retry_budget: RetryBudgetConfig,
-    /// Per-peer inbound limits.
+    /// Per-peer inbound limits on gossip.
     pub rate_limit: RateLimitConfig,
+    /// Per-peer limit on requests to the node's agents.
+    pub call_limit: CallLimitConfig,
     /// Per-peer circuit breakers.
     pub breaker: BreakerConfig,
     /// Health aggregation defaults.
@@ -113,6 +115,7 @@ impl ResilienceConfig {
         self.retry.validate()?;
         self.retry_budget.validate()?;
         self.rate_limit.validate()?;
+        self.call_limit.validate()?;
         self.breaker.validate()?;
         self.health.validate()
     }

@@ -86,7 +86,9 @@ pub use crate::health::{
     ComponentReport, Health, HealthConfig, HealthError, HealthReport, Importance, MAX_COMPONENTS,
     MAX_NAME_LEN, MAX_REASON_LEN, Status,
 };
-pub use crate::limiter::{Limit, MAX_TRACKED_KEYS, RateLimitConfig, RateLimited, RateLimiter};
+pub use crate::limiter::{
+    CallLimitConfig, Limit, MAX_TRACKED_KEYS, RateLimitConfig, RateLimited, RateLimiter,
+};
 pub use crate::retry::{
     Backoff, MAX_RETRY_DELAY, Retry, RetryBudget, RetryBudgetConfig, RetryError, RetryPolicy,
 };

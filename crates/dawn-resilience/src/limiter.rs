@@ -22,7 +22,8 @@ pub struct RateLimitConfig {
     /// Messages a peer may send per second, sustained. Default 1,000 (the gossip core's own
     /// inbound limit, so this one only bites on traffic gossip does not see).
     pub messages_per_sec: u64,
-    /// Messages a peer may send at once after being quiet. Default 2,000.
+    /// Messages a peer may send at once after being quiet. Default 500: a burst is what a
+    /// flooder gets through before its drops start to cost it trust.
     pub message_burst: u64,
     /// Bytes a peer may send per second, sustained. Default 4 MiB/s.
     pub bytes_per_sec: u64,
@@ -38,7 +39,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             messages_per_sec: 1_000,
-            message_burst: 2_000,
+            message_burst: 500,
             bytes_per_sec: 4 << 20,
             byte_burst: 8 << 20,
             max_keys: 4_096,
@@ -76,6 +77,82 @@ impl RateLimitConfig {
             MAX_TRACKED_KEYS as u128,
         )?;
         Ok((messages, bytes))
+    }
+}
+
+/// Parameters of the per-peer limit on requests to a node's agents (tool calls, listings,
+/// reads): a [`RateLimiter`] that counts requests only, since their size is bounded where they
+/// are decoded.
+///
+/// Apart from [`RateLimitConfig`] because its defaults differ: a peer that sends more than
+/// a few hundred agent requests a second is flooding, while gossip relays carry a whole
+/// mesh's traffic.
+///
+/// ```
+/// use dawn_resilience::CallLimitConfig;
+///
+/// let config: CallLimitConfig = serde_json::from_str(r#"{"requests_per_sec": 50}"#)?;
+/// assert_eq!((config.requests_per_sec, config.request_burst), (50, 1_000));
+/// assert_eq!(config.rate_limit()?.messages_per_sec, 50);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallLimitConfig {
+    /// Requests a peer may send per second, sustained. Default 500.
+    pub requests_per_sec: u64,
+    /// Requests a peer may send at once after being quiet. Default 1,000.
+    pub request_burst: u64,
+    /// Most peers tracked at once. Default 4,096.
+    pub max_keys: usize,
+}
+
+impl Default for CallLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 500,
+            request_burst: 1_000,
+            max_keys: 4_096,
+        }
+    }
+}
+
+impl CallLimitConfig {
+    /// The same limit as a [`RateLimitConfig`] whose byte limit never binds (check requests
+    /// with a size of 0).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a zero rate, burst or `max_keys`, or too many keys; the
+    /// parameter is named `call_limit.*`.
+    pub fn rate_limit(&self) -> Result<RateLimitConfig, ConfigError> {
+        positive(
+            "call_limit.requests_per_sec",
+            u128::from(self.requests_per_sec),
+        )?;
+        positive("call_limit.request_burst", u128::from(self.request_burst))?;
+        positive("call_limit.max_keys", self.max_keys as u128)?;
+        at_most(
+            "call_limit.max_keys",
+            self.max_keys as u128,
+            MAX_TRACKED_KEYS as u128,
+        )?;
+        let config = RateLimitConfig {
+            messages_per_sec: self.requests_per_sec,
+            message_burst: self.request_burst,
+            bytes_per_sec: 1 << 30,
+            byte_burst: 1 << 30,
+            max_keys: self.max_keys,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the parameters.
+    ///
+    /// # Errors
+    /// As [`CallLimitConfig::rate_limit`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.rate_limit().map(|_| ())
     }
 }
 
