@@ -137,6 +137,10 @@ where
             return Err(match code {
                 RefuseCode::UnknownAgent => CallError::UnknownAgent(agent.clone()),
                 RefuseCode::Denied => CallError::Denied { message },
+                RefuseCode::RateLimited => CallError::RateLimited {
+                    message,
+                    retry_after: None,
+                },
                 code => CallError::Refused {
                     code,
                     reason: message,

@@ -35,6 +35,9 @@ pub mod codes {
     pub const PROTOCOL: ErrorCode = ErrorCode(-32096);
     /// The session closed before the answer arrived (`network.connection_lost`, HTTP 502).
     pub const CLOSED: ErrorCode = ErrorCode(-32097);
+    /// The caller is over its rate limit at the agent's node (`rate_limit.exceeded`, HTTP
+    /// 429); `data.retryAfterMs` says when to try again.
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(-32098);
 }
 
 /// Calling an agent failed.
@@ -48,8 +51,9 @@ pub mod codes {
 /// | `UnknownAgent`   | [`codes::UNKNOWN_AGENT`] | `agent.not_found`         | 404  |
 /// | `Unreachable`    | [`codes::UNREACHABLE`]   | `network.unreachable`     | 502  |
 /// | `TimedOut`       | [`codes::TIMED_OUT`]     | `network.timeout`         | 504  |
-/// | `Refused`        | [`codes::REFUSED`]       | by [`RefuseCode`]: busy is `agent.unavailable` (503), shutting down `internal.shutting_down` (503), a version or malformed preamble `protocol.unsupported_version` / `protocol.malformed` | 503/400 |
+/// | `Refused`        | [`codes::REFUSED`]       | by [`RefuseCode`]: rate limited is `rate_limit.exceeded` (429), busy is `agent.unavailable` (503), shutting down `internal.shutting_down` (503), a version or malformed preamble `protocol.unsupported_version` / `protocol.malformed` | 503/400 |
 /// | `Denied`         | [`codes::DENIED`]        | `auth.denied`             | 403  |
+/// | `RateLimited`    | [`codes::RATE_LIMITED`]  | `rate_limit.exceeded`     | 429  |
 /// | `Agent`          | the agent's own          | invalid params: `request.invalid` (400); method or resource not found: `request.not_found` (404); else `agent.failed` (502) | |
 /// | `Closed`         | [`codes::CLOSED`]        | `network.connection_lost` | 502  |
 /// | `Protocol`       | [`codes::PROTOCOL`]      | `agent.failed`            | 502  |
@@ -89,6 +93,15 @@ pub enum CallError {
         /// `permission denied: <caller> may not <action> of agent <agent>[: <reason>]`.
         message: String,
     },
+    /// The agent's node refused the request: the caller sent more requests than its rate
+    /// limit allows.
+    #[error("{message}")]
+    RateLimited {
+        /// `rate limited: <caller> sent more requests to agent <agent> than it may; ...`.
+        message: String,
+        /// When the same request may pass, if the node said.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The agent answered with an MCP error (unknown tool, invalid arguments...).
     #[error("the agent answered with an error: {0}")]
     Agent(ErrorData),
@@ -116,6 +129,13 @@ impl CallError {
             Self::TimedOut => (codes::TIMED_OUT, json!({})),
             Self::Refused { code, .. } => (codes::REFUSED, json!({ "refuseCode": code.number() })),
             Self::Denied { .. } => (codes::DENIED, json!({})),
+            Self::RateLimited { retry_after, .. } => (
+                codes::RATE_LIMITED,
+                retry_after.map_or_else(
+                    || json!({}),
+                    |after| json!({ "retryAfterMs": retry_after_ms(after) }),
+                ),
+            ),
             Self::Closed => (codes::CLOSED, json!({})),
             Self::Protocol { .. } => (codes::PROTOCOL, json!({})),
         };
@@ -141,6 +161,15 @@ impl CallError {
         let message = error.message.to_string();
         match error.code {
             codes::DENIED => Self::Denied { message },
+            codes::RATE_LIMITED => Self::RateLimited {
+                message,
+                retry_after: error
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get("retryAfterMs"))
+                    .and_then(Value::as_u64)
+                    .map(std::time::Duration::from_millis),
+            },
             codes::UNKNOWN_AGENT => match field("agent").and_then(|a| a.parse().ok()) {
                 Some(agent) => Self::UnknownAgent(agent),
                 None => Self::Agent(error),
@@ -199,9 +228,11 @@ impl HasErrorCode for CallError {
                 RefuseCode::UnsupportedVersion => ErrorCode::ProtocolUnsupportedVersion,
                 RefuseCode::Malformed => ErrorCode::ProtocolMalformed,
                 RefuseCode::ShuttingDown => ErrorCode::InternalShuttingDown,
+                RefuseCode::RateLimited => ErrorCode::RateLimitExceeded,
                 RefuseCode::Busy | RefuseCode::Other(_) => ErrorCode::AgentUnavailable,
             },
             Self::Denied { .. } => ErrorCode::AuthDenied,
+            Self::RateLimited { .. } => ErrorCode::RateLimitExceeded,
             Self::Agent(error) => match error.code {
                 McpCode::INVALID_PARAMS => ErrorCode::RequestInvalid,
                 McpCode::METHOD_NOT_FOUND | McpCode::RESOURCE_NOT_FOUND => {
@@ -213,6 +244,30 @@ impl HasErrorCode for CallError {
             Self::Protocol { .. } => ErrorCode::AgentFailed,
         }
     }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Whole milliseconds, rounded up so that a caller that waits that long is not early.
+fn retry_after_ms(after: std::time::Duration) -> u64 {
+    u64::try_from(after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// The MCP error a callee answers with when a caller is over its rate limit.
+pub(crate) fn rate_limited_error(message: String, after: std::time::Duration) -> ErrorData {
+    ErrorData::new(
+        codes::RATE_LIMITED,
+        message,
+        Some(json!({
+            "dawnCode": ErrorCode::RateLimitExceeded.as_str(),
+            "retryAfterMs": retry_after_ms(after),
+        })),
+    )
 }
 
 /// The MCP error a callee answers with when its request deadline passes.
@@ -257,6 +312,10 @@ mod tests {
             },
             CallError::Denied {
                 message: "permission denied: local caller may not open agent echo".into(),
+            },
+            CallError::RateLimited {
+                message: "rate limited: slow down".into(),
+                retry_after: Some(std::time::Duration::from_millis(7)),
             },
             CallError::Closed,
             CallError::Protocol {

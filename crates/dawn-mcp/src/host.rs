@@ -25,7 +25,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 use crate::REQUEST_ID_META;
 use crate::agent::{Agent, AgentInfo, MAX_INFO_ITEMS, info_item};
 use crate::client::{AgentClient, DEFAULT_MAX_MESSAGE_LEN, connect_agent};
-use crate::error::{CallError, denied_error, timed_out_error};
+use crate::error::{CallError, denied_error, rate_limited_error, timed_out_error};
 use crate::policy::{AccessPolicy, Action, Caller, denial_message};
 use crate::preamble::{self, OpenAgent, OpenReply, PreambleError, RefuseCode};
 
@@ -423,10 +423,12 @@ impl AgentHost {
             ));
         };
         if let Err(denied) = self.inner.policy.check(&caller, agent, Action::Open) {
-            return Err((
-                RefuseCode::Denied,
-                denial_message(&caller, agent, Action::Open, &denied),
-            ));
+            let code = if denied.retry_after().is_some() {
+                RefuseCode::RateLimited
+            } else {
+                RefuseCode::Denied
+            };
+            return Err((code, denial_message(&caller, agent, Action::Open, &denied)));
         }
         let slot = SessionSlot::take(&self.inner, caller).ok_or_else(|| {
             (
@@ -600,6 +602,9 @@ impl Session {
         {
             let message = denial_message(&guard.caller, &guard.agent, action, &denied);
             debug!(caller = %guard.caller, agent = %guard.agent, %message, "request denied");
+            if let Some(after) = denied.retry_after() {
+                return Err(rate_limited_error(message, after));
+            }
             return Err(denied_error(message, denied.reason()));
         }
         // A subscription lasts as long as the caller wants it; everything else is bounded.

@@ -1,6 +1,7 @@
 //! Who may do what with an agent: the callee-side enforcement hook.
 
 use std::fmt;
+use std::time::Duration;
 
 use dawn_identity::{AgentId, NodeId};
 
@@ -66,9 +67,14 @@ pub enum Action<'a> {
 ///
 /// The reason is for the caller and the logs; the error the caller sees always starts with
 /// the stable text `permission denied: <caller> may not <action> of agent <agent>`.
+///
+/// A denial can instead say that the caller is over its rate limit
+/// ([`Denied::rate_limited`]): the caller then gets a rate-limit error (`rate_limit.exceeded`,
+/// HTTP 429) that says when to retry, not `permission denied`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Denied {
     reason: Option<String>,
+    retry_after: Option<Duration>,
 }
 
 impl Denied {
@@ -77,13 +83,32 @@ impl Denied {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: Some(reason.into()),
+            retry_after: None,
         }
+    }
+
+    /// The caller sent more requests than it may: it may try again after `retry_after`.
+    #[must_use]
+    pub const fn rate_limited(retry_after: Duration) -> Self {
+        Self {
+            reason: None,
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// How long the caller should wait, for a [`Denied::rate_limited`] denial.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// A denial that gives no reason.
     #[must_use]
     pub const fn without_reason() -> Self {
-        Self { reason: None }
+        Self {
+            reason: None,
+            retry_after: None,
+        }
     }
 
     /// The reason, if one was given.
@@ -161,6 +186,13 @@ pub(crate) fn denial_message(
     action: Action<'_>,
     denied: &Denied,
 ) -> String {
+    if let Some(after) = denied.retry_after {
+        return format!(
+            "rate limited: {caller} sent more requests to agent {agent} than it may; retry in \
+             {} ms",
+            after.as_millis().max(1)
+        );
+    }
     let what = match action {
         Action::Open => format!("open agent {agent}"),
         Action::CallTool(tool) => format!("call tool {} of agent {agent}", clip(tool)),

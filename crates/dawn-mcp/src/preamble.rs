@@ -163,6 +163,8 @@ pub enum RefuseCode {
     Malformed,
     /// The node is shutting down (6).
     ShuttingDown,
+    /// The caller sent more requests than its rate limit allows (7).
+    RateLimited,
     /// A code this build does not know, from a newer peer. Decoding only produces it for
     /// numbers not listed above.
     Other(u16),
@@ -179,6 +181,7 @@ impl RefuseCode {
             Self::UnsupportedVersion => 4,
             Self::Malformed => 5,
             Self::ShuttingDown => 6,
+            Self::RateLimited => 7,
             Self::Other(number) => number,
         }
     }
@@ -193,6 +196,7 @@ impl RefuseCode {
             4 => Self::UnsupportedVersion,
             5 => Self::Malformed,
             6 => Self::ShuttingDown,
+            7 => Self::RateLimited,
             other => Self::Other(other),
         }
     }

@@ -191,6 +191,72 @@ async fn the_policy_is_consulted_on_every_call_so_revocation_is_immediate() {
 }
 
 #[tokio::test]
+async fn a_rate_limited_caller_gets_a_429_with_the_wait_at_open_and_per_call() {
+    // The policy lets three requests of each caller through, then says "over the limit".
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let policy = FnPolicy::new(
+        move |_: &Caller, _: &dawn_identity::AgentId, _: Action<'_>| {
+            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+                Ok(())
+            } else {
+                Err(Denied::rate_limited(Duration::from_micros(2_500)))
+            }
+        },
+    );
+    let (host, probe) = host_with(policy, HostConfig::default());
+    let (client, _) = open(
+        &host,
+        Caller::Peer(node(9)),
+        "slow",
+        &ClientOptions::default(),
+    )
+    .await;
+    let client = client.unwrap();
+    // Open and list pass; the first call passes, the second is over the limit.
+    assert_eq!(client.list_tools(soon()).await.unwrap().len(), 1);
+    let ms = args(json!({ "ms": 1 }));
+    assert!(client.call_tool("sleep", ms.clone(), soon()).await.is_ok());
+    let error = client.call_tool("sleep", ms, soon()).await.unwrap_err();
+    let CallError::RateLimited {
+        message,
+        retry_after,
+    } = &error
+    else {
+        panic!("expected a rate-limit error, got {error}");
+    };
+    assert!(message.starts_with("rate limited: peer "), "{message}");
+    assert!(message.ends_with("retry in 2 ms"), "{message}");
+    // Rounded up to whole milliseconds, never early.
+    assert_eq!(*retry_after, Some(Duration::from_millis(3)));
+    assert_eq!(error.to_mcp_error().code, codes::RATE_LIMITED);
+    assert_eq!(error.code().as_str(), "rate_limit.exceeded");
+    assert_eq!(error.code().http_status(), 429);
+    assert_eq!(error.retry_after(), Some(Duration::from_millis(3)));
+    assert_eq!(probe.started(), 1, "the refused call reached the agent");
+    // A new session is refused in the preamble with its own code.
+    let (refused, _) = open(
+        &host,
+        Caller::Peer(node(9)),
+        "slow",
+        &ClientOptions::default(),
+    )
+    .await;
+    let error = refused.err().unwrap();
+    assert!(
+        matches!(
+            &error,
+            CallError::RateLimited {
+                retry_after: None,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(error.code().http_status(), 429);
+}
+
+#[tokio::test]
 async fn sessions_are_limited_per_caller_and_freed_when_closed() {
     let mut config = HostConfig::default();
     config.max_sessions_per_caller = 1;
