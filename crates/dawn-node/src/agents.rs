@@ -209,7 +209,11 @@ pub(crate) fn listen(
                 async move {
                     let peer = context.peer();
                     if let Some(shared) = limiter.upgrade()
-                        && !shared.security.admit_gossip(&peer, body.len())
+                        && !shared.security.admit_gossip(
+                            &peer,
+                            body.len(),
+                            crate::metrics::MessageKind::Registry,
+                        )
                     {
                         return Err(HandlerError::new("rate limited"));
                     }
@@ -811,6 +815,12 @@ impl AccessPolicy for NodePolicy {
         let Some(shared) = self.shared.upgrade() else {
             return Err(Denied::new("the node is shutting down"));
         };
+        // The request limit comes first: a flood is refused before the policy decides or
+        // the audit log is written.
+        shared
+            .security
+            .admit_call(peer)
+            .map_err(Denied::rate_limited)?;
         let (permission, tool) = match action {
             Action::CallTool(tool) => (Permission::CallTools, Some(tool)),
             Action::Open | Action::List | Action::ReadResource(_) | Action::GetPrompt(_) => {

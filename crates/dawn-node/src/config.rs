@@ -579,9 +579,16 @@ const DEFAULT_TOML_TEMPLATE: &str = r##"# Dawn node configuration.
 # Each peer's inbound gossip traffic; frames beyond it are dropped, and a peer whose frames
 # keep being dropped is penalised for flooding.
 # messages_per_sec = 1000
-# message_burst = 2000
+# message_burst = 500
 # bytes_per_sec = 4194304
 # byte_burst = 8388608
+
+[resilience.call_limit]
+# Each peer's requests to this node's agents (opens, listings, calls, reads). Requests over
+# the limit are refused with "rate_limit.exceeded" and the wait; a peer that keeps flooding
+# is penalised, then cut off like a gossip flooder.
+# requests_per_sec = 500
+# request_burst = 1000
 
 [resilience.breaker]
 # A peer's circuit breaker opens after this many failed dials in a row, stays open for

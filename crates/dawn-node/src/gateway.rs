@@ -162,7 +162,15 @@ fn call_error(failure: &CallError) -> Response {
         CallError::Denied { .. } => "auth.denied",
         _ => code.as_str(),
     };
-    error(status, code, failure.to_string())
+    let mut response = error(status, code, failure.to_string());
+    if let Some(after) = dawn_resilience::HasErrorCode::retry_after(failure) {
+        // Whole seconds, rounded up: the header has no finer unit.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    response
 }
 
 /// The agent address in a request path (a boxed error response keeps the `Result` small).

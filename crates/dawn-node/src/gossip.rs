@@ -954,11 +954,11 @@ impl Actor {
             inbound.frame.len(),
         );
         // Each peer's messages/s and bytes/s limits; a persistent flood costs trust.
-        if !self
-            .shared
-            .security
-            .admit_gossip(&inbound.from, inbound.frame.len())
-        {
+        if !self.shared.security.admit_gossip(
+            &inbound.from,
+            inbound.frame.len(),
+            crate::metrics::MessageKind::Gossip,
+        ) {
             return;
         }
         let from = inbound.from;

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -59,9 +60,17 @@ pub(crate) fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
+/// Serves `router` on `listener` (with `TCP_NODELAY` on every accepted socket) until
+/// `cancel` fires, then finishes in-flight requests.
 pub(crate) async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) {
     let span = tracing::info_span!(parent: None, "dawn.node.http");
+    // Small writes go out at once: an MCP answer follows an SSE priming event in a second
+    // small write, which Nagle's algorithm would hold for the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .into_future()

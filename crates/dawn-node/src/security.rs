@@ -22,8 +22,9 @@ mod persist;
 mod resilience;
 mod writer;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -44,6 +45,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::config::BootstrapPeer;
+use crate::metrics::MessageKind;
 use crate::node::{Node, NodeBuilder};
 
 pub use self::api::{AuditPage, PeerTrust, PolicyView, TrustList, TrustUpdate};
@@ -179,6 +181,19 @@ struct PolicyState {
     from_api: bool,
 }
 
+/// Most distinct denials (and peers over the request limit) coalesced per second; beyond
+/// it, denials are audited one by one and refusals summed up without a peer.
+const MAX_COALESCED: usize = 4096;
+
+/// What makes two denials the same for coalescing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DenialKey {
+    peer: NodeId,
+    permission: Permission,
+    agent: AgentId,
+    tool: Option<String>,
+}
+
 /// The trust table, and which peers' records changed since they were last saved.
 #[derive(Debug)]
 struct TrustState {
@@ -208,6 +223,12 @@ pub(crate) struct Security {
     queue: Queue,
     /// Decisions whose entries could not be queued, by kind, for a summary entry.
     suppressed: Mutex<BTreeMap<u16, u64>>,
+    /// Denials audited in this second, with how often each was repeated since.
+    denials: Mutex<HashMap<DenialKey, u64>>,
+    /// Agent requests refused by the rate limit in this second, by peer.
+    calls_refused: Mutex<HashMap<NodeId, u64>>,
+    /// Refused agent requests of peers beyond [`MAX_COALESCED`].
+    calls_refused_other: AtomicU64,
     resilience: Arc<Resilience>,
     admin_token: Option<AdminToken>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -219,6 +240,7 @@ impl Security {
     /// Counts audit entries in `metrics` from now on.
     pub(crate) fn attach_metrics(&self, metrics: &crate::metrics::Metrics) {
         let _ = self.metrics.set(metrics.clone());
+        self.resilience.attach_metrics(metrics);
     }
 
     fn count_audit_entry(&self) {
@@ -292,6 +314,9 @@ impl Security {
             chain: Mutex::new(AuditChain::resume(loaded.head)),
             queue,
             suppressed: Mutex::new(BTreeMap::new()),
+            denials: Mutex::new(HashMap::new()),
+            calls_refused: Mutex::new(HashMap::new()),
+            calls_refused_other: AtomicU64::new(0),
             resilience,
             admin_token,
             writer: Mutex::new(Some(writer)),
@@ -418,6 +443,7 @@ impl Security {
         };
         self.apply(settled);
         self.resilience.tick(Instant::now());
+        self.write_coalesced();
         self.write_summaries();
         if flush {
             self.flush_dirty();
@@ -427,6 +453,7 @@ impl Security {
     /// Records, saves and waits for everything outstanding, then stops the writer. Called by
     /// [`Node::shutdown`] before the store closes.
     pub(crate) async fn close(&self) {
+        self.write_coalesced();
         self.write_summaries();
         self.flush_dirty();
         let stopped = self
@@ -519,6 +546,81 @@ impl Security {
         }
     }
 
+    /// Whether a denial is a repeat of one already audited in this second: then it is only
+    /// counted, and [`Security::write_summaries`] records the count in one entry. The first
+    /// denial of each (peer, permission, agent, tool) in a second is audited in full.
+    fn coalesce_denial(
+        &self,
+        caller: NodeId,
+        permission: Permission,
+        agent: &AgentId,
+        tool: Option<&str>,
+    ) -> bool {
+        let key = DenialKey {
+            peer: caller,
+            permission,
+            agent: agent.clone(),
+            tool: tool.map(str::to_owned),
+        };
+        let mut denials = lock(&self.denials);
+        if let Some(repeats) = denials.get_mut(&key) {
+            *repeats = repeats.saturating_add(1);
+            return true;
+        }
+        if denials.len() < MAX_COALESCED {
+            denials.insert(key, 0);
+        }
+        false
+    }
+
+    /// Writes the per-second summaries: repeated denials and requests refused by the rate
+    /// limit, one entry per peer (and agent and tool, for denials).
+    fn write_coalesced(&self) {
+        let denials = std::mem::take(&mut *lock(&self.denials));
+        for (key, repeats) in denials {
+            if repeats == 0 {
+                continue;
+            }
+            let kind = if key.permission == Permission::CallTools {
+                AuditKind::ToolCallDenied
+            } else {
+                AuditKind::RequestDenied
+            };
+            let mut subject = Subject::none().with_peer(key.peer).with_agent(key.agent);
+            if let Some(tool) = &key.tool {
+                subject = subject.with_tool(tool);
+            }
+            let details = format!(
+                "denied {repeats} more times in the last second, as in the entry before \
+                 ({} requests)",
+                key.permission
+            );
+            self.audit(kind, subject, &details);
+        }
+        let refused = std::mem::take(&mut *lock(&self.calls_refused));
+        let limit = self.resilience.call_limit();
+        for (peer, count) in refused {
+            let details = format!(
+                "{count} agent requests refused in the last second: over the request limit of \
+                 {} per second (burst {})",
+                limit.requests_per_sec, limit.request_burst
+            );
+            self.audit(
+                AuditKind::RequestDenied,
+                Subject::none().with_peer(peer),
+                &details,
+            );
+        }
+        let other = self.calls_refused_other.swap(0, Ordering::Relaxed);
+        if other > 0 {
+            let details = format!(
+                "{other} agent requests of further peers refused in the last second: over the \
+                 request limit"
+            );
+            self.audit(AuditKind::RequestDenied, Subject::none(), &details);
+        }
+    }
+
     /// Waits until every audit entry made so far is on disk.
     pub(crate) async fn sync(&self) -> Result<(), SecurityError> {
         let slot = self.queue.reserve().await?;
@@ -603,6 +705,7 @@ impl Security {
                 .map(|id| self.peer_trust(id))
                 .collect(),
             gossip_frames_dropped: self.resilience.dropped(),
+            agent_requests_dropped: self.resilience.calls_dropped(),
         }
     }
 
@@ -863,17 +966,63 @@ impl Security {
         self.observe(peer, Observation::Malformed);
     }
 
-    /// Counts an inbound gossip frame against `peer`'s rate limits; `false` means drop it. A
-    /// peer whose frames keep being dropped is penalised for flooding.
-    pub(crate) fn admit_gossip(&self, peer: &NodeId, len: usize) -> bool {
+    /// Counts an inbound gossip frame or registry request (`kind`) against `peer`'s rate
+    /// limits; `false` means drop it. A peer whose frames keep being dropped is penalised for
+    /// flooding.
+    pub(crate) fn admit_gossip(&self, peer: &NodeId, len: usize, kind: MessageKind) -> bool {
         match self.resilience.admit(*peer, len, Instant::now()) {
             Admission::Accept => true,
-            Admission::Drop => false,
-            Admission::DropAndPenalise => {
-                self.observe(peer, Observation::Flooding);
+            Admission::Drop {
+                which, penalise, ..
+            } => {
+                if let Some(metrics) = self.metrics.get() {
+                    metrics.inc_rate_limit_drop(kind, which);
+                }
+                if penalise {
+                    self.observe(peer, Observation::Flooding);
+                }
                 false
             }
         }
+    }
+
+    /// Counts a request of `peer` to an agent hosted here (open, list, call, read) against
+    /// its request limit (`resilience.call_limit`), before the policy decides or anything is
+    /// audited.
+    ///
+    /// Over the limit, the request is refused at once with the wait until it would pass, and
+    /// without an audit entry of its own: the refusals are counted per peer and summed up in
+    /// one `request_denied` entry per peer and second. Every 64th refusal is a flooding
+    /// penalty, so a peer that keeps flooding loses its trust and is disconnected.
+    ///
+    /// # Errors
+    /// The wait before a request of `peer` would pass.
+    pub(crate) fn admit_call(&self, peer: &NodeId) -> Result<(), Duration> {
+        let (which, retry_after, penalise) = match self.resilience.admit_call(*peer, Instant::now())
+        {
+            Admission::Accept => return Ok(()),
+            Admission::Drop {
+                which,
+                retry_after,
+                penalise,
+            } => (which, retry_after, penalise),
+        };
+        if let Some(metrics) = self.metrics.get() {
+            metrics.inc_rate_limit_drop(MessageKind::AgentCall, which);
+        }
+        {
+            let mut refused = lock(&self.calls_refused);
+            if refused.len() < MAX_COALESCED || refused.contains_key(peer) {
+                let count = refused.entry(*peer).or_default();
+                *count = count.saturating_add(1);
+            } else {
+                self.calls_refused_other.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if penalise {
+            self.observe(peer, Observation::Flooding);
+        }
+        Err(retry_after.unwrap_or(TICK))
     }
 
     /// Decides and audits a request by `caller` to use `agent` (and `tool`, for
@@ -914,7 +1063,9 @@ impl Security {
             (_, false) => Some(AuditKind::RequestDenied),
             (_, true) => None,
         };
+        let coalesced = !decision.allowed && self.coalesce_denial(caller, permission, agent, tool);
         if let Some(kind) = kind
+            && !coalesced
             && !self.audit(kind, subject, &explanation)
         {
             return Err(Denied::AuditUnavailable);

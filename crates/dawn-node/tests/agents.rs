@@ -271,3 +271,276 @@ async fn the_directory_survives_a_restart_and_the_memory_agent_persists() {
     assert!((502..=504).contains(&status), "{status} {body}");
     a.shutdown().await.unwrap();
 }
+
+/// One HTTP/1.1 POST; the status, the `Retry-After` header and the JSON answer.
+async fn post_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let retry_after = head
+        .lines()
+        .find_map(|line| line.strip_prefix("retry-after: "))
+        .map(str::to_owned);
+    (
+        status,
+        retry_after,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// The count in a per-second summary entry (`... {count} agent requests refused ...` or
+/// `denied {count} more times ...`).
+fn summary_count(details: &str, before: &str, after: &str) -> Option<u64> {
+    let rest = details.strip_prefix(before)?;
+    rest.split_once(after)?.0.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_request_limit_gets_429s_is_cut_off_and_leaves_a_bounded_audit_trail() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut resilience = dawn_node::ResilienceConfig::default();
+    resilience.call_limit.requests_per_sec = 10;
+    resilience.call_limit.request_burst = 10;
+    let b = builder(dir_b.path())
+        .resilience_config(resilience)
+        .start()
+        .await
+        .unwrap();
+    let a = builder(dir_a.path())
+        .bootstrap([bootstrap_to(&b)])
+        .start()
+        .await
+        .unwrap();
+    eventually(LIMIT, "A to learn B's agents", || {
+        has_agents_of(&a, b.node_id(), 4)
+    })
+    .await;
+    trust(&b, &a).await;
+    let http = a.http_addr().unwrap();
+    let path = format!("/api/agents/{}/echo/tools/echo", b.node_id());
+
+    // Through A's JSON API, one call after another: the burst passes, then B answers with
+    // a typed rate-limit error that A's gateway passes on as 429 with Retry-After. 30
+    // requests are far fewer than the 64 refusals that cost trust.
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..30 {
+        let (status, retry_after, body) =
+            post_with_headers(http, &path, &json!({"text": "hi"})).await;
+        if status == 429 && limited.is_none() {
+            limited = Some((retry_after, body));
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.first(), Some(&200), "{statuses:?}");
+    let (retry_after, body) = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    assert_eq!(body["error"]["code"], "rate_limit.exceeded", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("rate limited: peer "), "{message}");
+    assert_eq!(
+        retry_after.as_deref(),
+        Some("1"),
+        "Retry-After rounds up to 1 s"
+    );
+    let allowed_by_http = statuses.iter().filter(|s| **s == 200).count();
+
+    // Let A's bucket fill again, so that opening the session passes.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Now A floods B's echo from eight tasks: B refuses what is over the limit cheaply,
+    // every 64 refusals cost A trust, and A, although assigned Trusted, falls to Untrusted
+    // and is disconnected.
+    let client = a
+        .agent_client(&dawn_node::AgentAddr::new(
+            b.node_id(),
+            "echo".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let (mut ok, mut limited, mut cut_off) = (0u64, 0u64, 0u64);
+            let text = json!({"text": "flood"}).as_object().cloned();
+            for _ in 0..150 {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                match client.call_tool("echo", text.clone(), deadline).await {
+                    Ok(_) => ok += 1,
+                    Err(dawn_node::CallError::RateLimited { retry_after, .. }) => {
+                        assert!(retry_after.is_some_and(|d| d <= Duration::from_millis(101)));
+                        limited += 1;
+                    }
+                    // Once B disconnects A, the session is gone.
+                    Err(
+                        dawn_node::CallError::Closed
+                        | dawn_node::CallError::Unreachable { .. }
+                        | dawn_node::CallError::TimedOut
+                        | dawn_node::CallError::Refused { .. },
+                    ) => {
+                        cut_off += 1;
+                        break;
+                    }
+                    Err(other) => panic!("unexpected error during the flood: {other}"),
+                }
+            }
+            (ok, limited, cut_off)
+        });
+    }
+    let (mut ok, mut refused) = (0u64, 0u64);
+    while let Some(result) = tasks.join_next().await {
+        let (o, l, _) = result.unwrap();
+        ok += o;
+        refused += l;
+    }
+    assert!(
+        refused >= 200,
+        "only {refused} of the flood refused ({ok} served)"
+    );
+    assert!(ok < refused / 4, "{ok} served against {refused} refused");
+    eventually(LIMIT, "B to cut A off", || {
+        let view = b.trust(&a.node_id());
+        // The peer list (the UI's network view) agrees with the trust list.
+        view.level == TrustLevel::Untrusted && !view.connected && !common::connected_to(&b, &a)
+    })
+    .await;
+    assert!(b.trust_list().agent_requests_dropped >= refused);
+    let metrics = common::get(b.http_addr().unwrap(), "/metrics").await.body;
+    let drops: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"dawn_rate_limit_drops_total{kind="agent_call",limit="messages"} "#)
+        })
+        .unwrap_or_else(|| panic!("no agent_call drops in /metrics:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(drops >= refused as f64, "{drops} < {refused}");
+
+    // The audit trail: every served call is one `tool_call_allowed` entry, the refused ones
+    // are summed up in at most one entry per second, and the sums add up.
+    let dropped = b.trust_list().agent_requests_dropped;
+    let mut summed = 0;
+    let mut summaries = 0;
+    eventually(
+        LIMIT,
+        "the refusals to be summed up in the audit log",
+        || {
+            let audit = futures_block(b.audit_entries(None, 1_000)).unwrap();
+            let mine: Vec<_> = audit
+                .iter()
+                .filter(|e| e.subject().peer() == Some(&a.node_id()))
+                .collect();
+            summed = mine
+                .iter()
+                .filter(|e| e.kind() == AuditKind::RequestDenied)
+                .filter_map(|e| summary_count(e.details(), "", " agent requests refused"))
+                .sum::<u64>();
+            summaries = mine
+                .iter()
+                .filter(|e| e.kind() == AuditKind::RequestDenied)
+                .count();
+            let allowed = mine
+                .iter()
+                .filter(|e| e.kind() == AuditKind::ToolCallAllowed)
+                .count();
+            // The listing when the pooled session opened is a request too; it is not audited.
+            assert!(allowed as u64 <= ok + allowed_by_http as u64 + 1);
+            summed == dropped
+        },
+    )
+    .await;
+    assert!(
+        summaries <= 20,
+        "{summaries} summary entries for {dropped} refusals"
+    );
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+/// Runs a future to completion from synchronous code inside the multi-threaded runtime.
+fn futures_block<F: Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_denials_are_audited_once_a_second_with_a_count_that_adds_up() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b = builder(dir_b.path()).start().await.unwrap();
+    let a = builder(dir_a.path())
+        .bootstrap([bootstrap_to(&b)])
+        .start()
+        .await
+        .unwrap();
+    eventually(LIMIT, "A to learn B's agents", || {
+        has_agents_of(&a, b.node_id(), 4)
+    })
+    .await;
+    // A is unknown to B: it may list B's agents but not call them.
+    let client = a
+        .agent_client(&dawn_node::AgentAddr::new(
+            b.node_id(),
+            "echo".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    const CALLS: u64 = 120;
+    for _ in 0..CALLS {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let error = client
+            .call_tool("echo", json!({"text": "x"}).as_object().cloned(), deadline)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, dawn_node::CallError::Denied { message } if message.starts_with("permission denied")),
+            "{error}"
+        );
+    }
+    // Every denial is accounted for: the first of each second in full, the rest as a count
+    // in one entry after it.
+    let mut entries = 0;
+    eventually(LIMIT, "the denials to add up in B's audit log", || {
+        let audit = futures_block(b.audit_entries(None, 1_000)).unwrap();
+        let denied: Vec<_> = audit
+            .iter()
+            .filter(|e| {
+                e.kind() == AuditKind::ToolCallDenied
+                    && e.subject().peer() == Some(&a.node_id())
+                    && e.subject().tool() == Some("echo")
+            })
+            .collect();
+        entries = denied.len();
+        let total: u64 = denied
+            .iter()
+            .map(|e| summary_count(e.details(), "denied ", " more times").unwrap_or(1))
+            .sum();
+        assert!(total <= CALLS, "{total} denials recorded for {CALLS} calls");
+        total == CALLS
+    })
+    .await;
+    assert!(
+        (entries as u64) < CALLS / 2,
+        "{entries} audit entries for {CALLS} identical denials"
+    );
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

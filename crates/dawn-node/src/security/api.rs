@@ -35,6 +35,10 @@ pub struct TrustList {
     /// Inbound gossip frames dropped so far because a peer exceeded its rate limit
     /// (`resilience.rate_limit`).
     pub gossip_frames_dropped: u64,
+    /// Requests to this node's agents refused so far because a peer exceeded its request
+    /// limit (`resilience.call_limit`).
+    #[serde(default)]
+    pub agent_requests_dropped: u64,
 }
 
 /// The body of `PUT /api/trust/{node_id}`.

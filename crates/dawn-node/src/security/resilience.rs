@@ -1,9 +1,10 @@
 //! The node's resilience state: the shared retry budget, per-peer circuit breakers, the
-//! per-peer inbound gossip rate limit and the health components, all from `dawn-resilience`.
+//! per-peer inbound gossip and agent-request rate limits and the health components, all from
+//! `dawn-resilience`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use dawn_identity::NodeId;
@@ -22,8 +23,8 @@ pub(crate) const TRANSPORT: &str = "transport";
 /// Health component: the peers' circuit breakers (optional: degraded while any is open).
 pub(crate) const PEERS: &str = "peers";
 
-/// A peer whose gossip frames keep being dropped by the rate limit is penalised once per this
-/// many drops.
+/// A peer whose gossip frames or agent requests keep being dropped by the rate limit is
+/// penalised once per this many drops.
 pub(crate) const FLOOD_PENALTY_DROPS: u64 = 64;
 
 /// Most peers whose drop counts are kept; beyond it the counts start over.
@@ -33,15 +34,66 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What the inbound rate limit decided about one gossip frame.
+/// What an inbound rate limit decided about one gossip frame or agent request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// Handle it.
     Accept,
-    /// Drop it.
-    Drop,
-    /// Drop it, and penalise the peer for flooding: its frames keep being dropped.
-    DropAndPenalise,
+    /// Drop it: `which` limit refused, and the same message would pass after `retry_after`
+    /// (`None`: never, it is larger than the burst). `penalise`: the peer's messages keep
+    /// being dropped, so it is flooding.
+    Drop {
+        which: Limit,
+        retry_after: Option<Duration>,
+        penalise: bool,
+    },
+}
+
+/// One per-peer limit and what it dropped.
+#[derive(Debug)]
+struct Limited {
+    what: &'static str,
+    limiter: Mutex<RateLimiter<NodeId>>,
+    drops: Mutex<HashMap<NodeId, u64>>,
+    dropped_total: AtomicU64,
+}
+
+impl Limited {
+    fn new(what: &'static str, limiter: RateLimiter<NodeId>) -> Self {
+        Self {
+            what,
+            limiter: Mutex::new(limiter),
+            drops: Mutex::new(HashMap::new()),
+            dropped_total: AtomicU64::new(0),
+        }
+    }
+
+    fn admit(&self, peer: NodeId, len: usize, now: Instant) -> Admission {
+        let result = lock(&self.limiter).check(now, peer, u64::try_from(len).unwrap_or(u64::MAX));
+        let Err(limited) = result else {
+            return Admission::Accept;
+        };
+        self.dropped_total.fetch_add(1, Ordering::Relaxed);
+        let mut drops = lock(&self.drops);
+        if drops.len() >= MAX_DROP_COUNTS && !drops.contains_key(&peer) {
+            drops.clear();
+        }
+        let count = drops.entry(peer).or_default();
+        *count = count.saturating_add(1);
+        let which = match limited {
+            RateLimited::Exceeded { which, .. } => which,
+            _ => Limit::Bytes,
+        };
+        debug!(peer = %peer.fmt_short(), limit = %which, drops = *count, what = self.what, "dropped by the rate limit");
+        // A message larger than the byte burst can never pass: always a penalty.
+        let penalise = matches!(limited, RateLimited::TooLarge { .. })
+            || (*count).is_multiple_of(FLOOD_PENALTY_DROPS);
+        Admission::Drop {
+            which,
+            retry_after: limited.retry_after(),
+            penalise,
+        }
+    }
 }
 
 /// `GET /readyz`: whether the node can do its work, and why not.
@@ -64,10 +116,11 @@ pub(crate) struct Resilience {
     config: ResilienceConfig,
     budget: Mutex<RetryBudget>,
     breakers: Mutex<Breakers<NodeId>>,
-    limiter: Mutex<RateLimiter<NodeId>>,
+    gossip: Limited,
+    calls: Limited,
     health: Mutex<Health>,
-    drops: Mutex<HashMap<NodeId, u64>>,
-    dropped_total: AtomicU64,
+    /// The node's metrics, once attached: breaker states and transitions are exported.
+    metrics: OnceLock<crate::metrics::Metrics>,
 }
 
 impl Resilience {
@@ -88,12 +141,25 @@ impl Resilience {
         Ok(Self {
             budget: Mutex::new(RetryBudget::new(config.retry_budget.clone())?),
             breakers: Mutex::new(Breakers::new(config.breaker.clone())?),
-            limiter: Mutex::new(RateLimiter::new(config.rate_limit.clone())?),
+            gossip: Limited::new("gossip", RateLimiter::new(config.rate_limit.clone())?),
+            calls: Limited::new(
+                "agent request",
+                RateLimiter::new(config.call_limit.rate_limit()?)?,
+            ),
             health: Mutex::new(health),
-            drops: Mutex::new(HashMap::new()),
-            dropped_total: AtomicU64::new(0),
+            metrics: OnceLock::new(),
             config,
         })
+    }
+
+    /// Exports breaker states and transitions to `metrics` from now on.
+    pub(crate) fn attach_metrics(&self, metrics: &crate::metrics::Metrics) {
+        let _ = self.metrics.set(metrics.clone());
+    }
+
+    /// The per-peer agent-request limit in force.
+    pub(crate) const fn call_limit(&self) -> &dawn_resilience::CallLimitConfig {
+        &self.config.call_limit
     }
 
     /// A retry schedule for one peer's dials, seeded from the OS so that peers that lost each
@@ -154,7 +220,7 @@ impl Resilience {
         } else {
             breakers.record_failure(now, peer);
         }
-        log_breaker_events(&mut breakers);
+        self.breaker_events(&mut breakers);
     }
 
     /// The breaker state of `peer`.
@@ -167,44 +233,39 @@ impl Resilience {
         {
             let mut breakers = lock(&self.breakers);
             breakers.handle_timeout(now);
-            log_breaker_events(&mut breakers);
+            self.breaker_events(&mut breakers);
+            if let Some(metrics) = self.metrics.get() {
+                for state in [
+                    BreakerState::Closed,
+                    BreakerState::Open,
+                    BreakerState::HalfOpen,
+                ] {
+                    metrics.set_breaker_count(state, breakers.count(now, state));
+                }
+            }
         }
-        lock(&self.limiter).sweep(now);
+        lock(&self.gossip.limiter).sweep(now);
+        lock(&self.calls.limiter).sweep(now);
     }
 
     /// Counts one inbound gossip frame of `len` bytes against `peer`'s limits.
     pub(crate) fn admit(&self, peer: NodeId, len: usize, now: Instant) -> Admission {
-        let result = lock(&self.limiter).check(now, peer, u64::try_from(len).unwrap_or(u64::MAX));
-        match result {
-            Ok(()) => Admission::Accept,
-            Err(limited) => {
-                self.dropped_total.fetch_add(1, Ordering::Relaxed);
-                let mut drops = lock(&self.drops);
-                if drops.len() >= MAX_DROP_COUNTS && !drops.contains_key(&peer) {
-                    drops.clear();
-                }
-                let count = drops.entry(peer).or_default();
-                *count = count.saturating_add(1);
-                let which = match limited {
-                    RateLimited::Exceeded { which, .. } => which,
-                    _ => Limit::Bytes,
-                };
-                debug!(peer = %peer.fmt_short(), limit = %which, drops = *count, "gossip frame dropped by the rate limit");
-                // A frame larger than the byte burst can never pass: always a penalty.
-                if matches!(limited, RateLimited::TooLarge { .. })
-                    || (*count).is_multiple_of(FLOOD_PENALTY_DROPS)
-                {
-                    Admission::DropAndPenalise
-                } else {
-                    Admission::Drop
-                }
-            }
-        }
+        self.gossip.admit(peer, len, now)
+    }
+
+    /// Counts one request of `peer` to an agent hosted here against its request limit.
+    pub(crate) fn admit_call(&self, peer: NodeId, now: Instant) -> Admission {
+        self.calls.admit(peer, 0, now)
     }
 
     /// Inbound gossip frames dropped by the rate limit so far.
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped_total.load(Ordering::Relaxed)
+        self.gossip.dropped_total.load(Ordering::Relaxed)
+    }
+
+    /// Agent requests refused by the rate limit so far.
+    pub(crate) fn calls_dropped(&self) -> u64 {
+        self.calls.dropped_total.load(Ordering::Relaxed)
     }
 
     /// Records a component's status.
@@ -220,7 +281,7 @@ impl Resilience {
         let (tripped, tracked) = {
             let mut breakers = lock(&self.breakers);
             breakers.handle_timeout(now);
-            log_breaker_events(&mut breakers);
+            self.breaker_events(&mut breakers);
             (breakers.tripped(), breakers.len())
         };
         let all_open = tracked > 0 && tripped >= tracked;
@@ -260,14 +321,20 @@ impl Resilience {
     }
 }
 
-fn log_breaker_events(breakers: &mut Breakers<NodeId>) {
-    while let Some(event) = breakers.poll_event() {
-        info!(
+impl Resilience {
+    /// Logs and counts the breakers' state changes.
+    fn breaker_events(&self, breakers: &mut Breakers<NodeId>) {
+        while let Some(event) = breakers.poll_event() {
+            if let Some(metrics) = self.metrics.get() {
+                metrics.record_breaker_transition(&event.change);
+            }
+            info!(
             peer = %event.key.fmt_short(),
             from = event.change.from.as_str(),
             to = event.change.to.as_str(),
-            cause = event.change.cause.as_str(),
-            "circuit breaker changed state"
-        );
+                cause = event.change.cause.as_str(),
+                "circuit breaker changed state"
+            );
+        }
     }
 }
