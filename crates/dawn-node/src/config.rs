@@ -588,7 +588,7 @@ const DEFAULT_TOML_TEMPLATE: &str = r##"# Dawn node configuration.
 # the limit are refused with "rate_limit.exceeded" and the wait; a peer that keeps flooding
 # is penalised, then cut off like a gossip flooder.
 # requests_per_sec = 500
-# request_burst = 1000
+# request_burst = 200
 
 [resilience.breaker]
 # A peer's circuit breaker opens after this many failed dials in a row, stays open for

@@ -94,6 +94,9 @@ pub const MAX_LEARNED_PEERS: usize = 1024;
 pub const RECENT_DELIVERIES: usize = 64;
 
 /// Frame tag of a gossip message.
+/// Inbound frames the driver handles before it lets other tasks run.
+const INBOUND_BATCH: u32 = 16;
+
 const TAG_MESSAGE: u8 = 0x00;
 /// Frame tag of address hints.
 const TAG_HINTS: u8 = 0x01;
@@ -851,6 +854,7 @@ impl Actor {
             self.gossip.join(now, &join);
         }
         self.drain().await;
+        let mut handled: u32 = 0;
         loop {
             let deadline = self.gossip.poll_timeout();
             let sleep = async {
@@ -869,7 +873,16 @@ impl Actor {
                     }
                     command => self.command(command),
                 },
-                Some(frame) = inbound.recv() => self.inbound(frame).await,
+                Some(frame) = inbound.recv() => {
+                    self.inbound(frame).await;
+                    // Each frame may cost a signature check: let other tasks (an honest
+                    // peer's call on the same worker) run between short batches, rather than
+                    // after the runtime's budget of 128.
+                    handled = handled.wrapping_add(1);
+                    if handled.is_multiple_of(INBOUND_BATCH) {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 Some(stop) = failed.recv() => self.send_failed(stop),
                 event = events.recv() => match event {
                     Ok(TransportEvent::Connected(connection)) => {

@@ -92,7 +92,7 @@ impl RateLimitConfig {
 /// use dawn_resilience::CallLimitConfig;
 ///
 /// let config: CallLimitConfig = serde_json::from_str(r#"{"requests_per_sec": 50}"#)?;
-/// assert_eq!((config.requests_per_sec, config.request_burst), (50, 1_000));
+/// assert_eq!((config.requests_per_sec, config.request_burst), (50, 200));
 /// assert_eq!(config.rate_limit()?.messages_per_sec, 50);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -101,7 +101,9 @@ impl RateLimitConfig {
 pub struct CallLimitConfig {
     /// Requests a peer may send per second, sustained. Default 500.
     pub requests_per_sec: u64,
-    /// Requests a peer may send at once after being quiet. Default 1,000.
+    /// Requests a peer may send at once after being quiet. Default 200: every request in a
+    /// burst is served in full (and audited), so the burst is what a flooder gets before the
+    /// limit bites.
     pub request_burst: u64,
     /// Most peers tracked at once. Default 4,096.
     pub max_keys: usize,
@@ -111,7 +113,7 @@ impl Default for CallLimitConfig {
     fn default() -> Self {
         Self {
             requests_per_sec: 500,
-            request_burst: 1_000,
+            request_burst: 200,
             max_keys: 4_096,
         }
     }
