@@ -366,6 +366,8 @@ fn lateness(recorder: &Recorder, phase: Phase, node: usize) -> (f64, f64) {
 struct FloodCount {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// Calls B refused with its per-peer request limit (`rate_limit.exceeded`).
+    rate_limited: AtomicU64,
     refused_sessions: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -497,6 +499,11 @@ fn start_flood(
                                     Err(dawn_mcp::CallError::Closed
                                         | dawn_mcp::CallError::Unreachable { .. })
                                 );
+                                // A flooder does not back off: it sends again at once.
+                                if matches!(result, Err(dawn_mcp::CallError::RateLimited { .. })) {
+                                    count.rate_limited.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
                                 count.record(result.map(|_| ()));
                                 if broken {
                                     break;
@@ -532,6 +539,10 @@ struct Counters {
     delivered: u64,
     flooder_send_dropped: u64,
     flooder_broadcasts: u64,
+    /// Agent requests B refused with its per-peer request limit.
+    node_calls_refused: u64,
+    /// Entries in B's audit log.
+    audit_entries: u64,
 }
 
 fn counters(a: &Node, b: &Node, c: &Node) -> Counters {
@@ -547,6 +558,15 @@ fn counters(a: &Node, b: &Node, c: &Node) -> Counters {
         delivered: stats.delivered,
         flooder_send_dropped: flooder.send_dropped,
         flooder_broadcasts: flooder.broadcasts,
+        node_calls_refused: b.trust_list().agent_requests_dropped,
+        audit_entries: b
+            .metrics()
+            .encode()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("dawn_audit_entries_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map_or(0, |n| n as u64),
     }
 }
 
@@ -599,6 +619,7 @@ struct PhaseReport {
     seconds: f64,
     flood_ok: u64,
     flood_failed: u64,
+    flood_rate_limited: u64,
     refused_sessions: u64,
     flood_error: Option<String>,
     delta: Counters,
@@ -812,6 +833,8 @@ fn run(options: &Options) -> Result<(), BoxError> {
                 delivered: after.delivered - before.delivered,
                 flooder_send_dropped: after.flooder_send_dropped - before.flooder_send_dropped,
                 flooder_broadcasts: after.flooder_broadcasts - before.flooder_broadcasts,
+                node_calls_refused: after.node_calls_refused - before.node_calls_refused,
+                audit_entries: after.audit_entries - before.audit_entries,
             }
         };
         let c_standing = standing(&b, &c_id);
@@ -832,6 +855,7 @@ fn run(options: &Options) -> Result<(), BoxError> {
             seconds,
             flood_ok: count.ok.load(Ordering::Relaxed),
             flood_failed: count.failed.load(Ordering::Relaxed),
+            flood_rate_limited: count.rate_limited.load(Ordering::Relaxed),
             refused_sessions: count.refused_sessions.load(Ordering::Relaxed),
             flood_error: count.first_error.lock().expect("a lock").clone(),
             delta,
@@ -927,10 +951,14 @@ fn run(options: &Options) -> Result<(), BoxError> {
             ),
             Phase::Calls | Phase::CallsDenied => println!(
                 "  C's sessions: {} of {FLOOD_SESSIONS} refused at open; calls: {} ok \
-                 ({:.0}/s), {} failed ({:.0}/s)",
+                 ({:.0}/s), {} refused by B's request limit ({:.0}/s; B counted {}), {} failed \
+                 otherwise ({:.0}/s)",
                 report.refused_sessions,
                 report.flood_ok,
                 rate(report.flood_ok),
+                report.flood_rate_limited,
+                rate(report.flood_rate_limited),
+                d.node_calls_refused,
                 report.flood_failed,
                 rate(report.flood_failed),
             ),
@@ -966,12 +994,14 @@ fn run(options: &Options) -> Result<(), BoxError> {
         }
         let core = |i: usize| report.cpu.get(i).copied().unwrap_or(0.0);
         println!(
-            "  CPU (cores): A {:.2}, B {:.2}, C {:.2}, rest {:.2}; B's data directory grew {} KiB",
+            "  CPU (cores): A {:.2}, B {:.2}, C {:.2}, rest {:.2}; B's data directory grew {} KiB; \
+             B's audit log grew {} entries",
             core(0),
             core(1),
             core(2),
             core(3),
-            report.disk_grew / 1024
+            report.disk_grew / 1024,
+            report.delta.audit_entries,
         );
         let late: Vec<(f64, f64)> = (0..3)
             .map(|node| lateness(&recorder, report.phase, node))
@@ -999,30 +1029,43 @@ fn run(options: &Options) -> Result<(), BoxError> {
         println!("B /metrics: {line}");
     }
     println!(
-        "B's trust list: gossip_frames_dropped {} (the node's per-peer limit, all phases)",
-        b.trust_list().gossip_frames_dropped
+        "B's trust list: gossip_frames_dropped {}, agent_requests_dropped {} (the node's \
+         per-peer limits, all phases)",
+        b.trust_list().gossip_frames_dropped,
+        b.trust_list().agent_requests_dropped
     );
-    let worst = Phase::MEASURED
+    // The goal is judged on each flood phase's p99 over the whole phase, against the lower
+    // (stricter) of the two unloaded p99s of this run. While C is connected the window
+    // holds a few dozen calls, so its "p99" is their maximum: reported beside it, not judged.
+    let after = latency(&samples, Phase::UnloadedAfter, false);
+    let baseline = unloaded.p99.min(after.p99);
+    let floods: Vec<Phase> = Phase::MEASURED
         .into_iter()
         .filter(|phase| phase.floods())
-        .map(|phase| {
-            let connected = latency(&samples, phase, true);
-            let l = if connected.count > 0 {
-                connected
-            } else {
-                latency(&samples, phase, false)
-            };
-            (phase, l.p99 / unloaded.p99)
-        })
-        .fold((Phase::Unloaded, 0.0_f64), |worst, next| {
-            if next.1 > worst.1 { next } else { worst }
-        });
+        .collect();
+    let worst_of = |connected_only: bool| {
+        floods
+            .iter()
+            .map(|phase| {
+                let l = latency(&samples, *phase, connected_only);
+                (*phase, if l.count > 0 { l.p99 / baseline } else { 0.0 })
+            })
+            .fold((Phase::Unloaded, 0.0_f64), |worst, next| {
+                if next.1 > worst.1 { next } else { worst }
+            })
+    };
+    let worst = worst_of(false);
+    let window = worst_of(true);
     println!(
-        "goal: p99 under flood (while C is connected) within 2x of unloaded p99: {} (worst: {} \
-         at {:.2}x)",
+        "goal: p99 of each flood phase within 2x of the unloaded p99 ({:.0} us, the lower of \
+         unloaded and unloaded_after): {} (worst: {} at {:.2}x); over the calls made while C was \
+         connected (a few dozen: about their slowest), at most {:.2}x ({})",
+        baseline,
         if worst.1 <= 2.0 { "met" } else { "MISSED" },
         worst.0.name(),
-        worst.1
+        worst.1,
+        window.1,
+        window.0.name(),
     );
     println!(
         "B's subscriber took {} flood deliveries; peak RSS (VmHWM) {} MiB",

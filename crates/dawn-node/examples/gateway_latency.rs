@@ -104,7 +104,13 @@ fn main() -> ExitCode {
 
 fn builder(dir: &Path) -> NodeBuilder {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    // Calls go back to back, thousands a second from one peer: far over the default
+    // per-peer request limit (500/s), which this bench does not measure.
+    let mut resilience = dawn_node::ResilienceConfig::default();
+    resilience.call_limit.requests_per_sec = 1_000_000;
+    resilience.call_limit.request_burst = 1_000_000;
     NodeBuilder::new()
+        .resilience_config(resilience)
         .data_dir(dir)
         .listen(loopback)
         .http(Some(loopback))
