@@ -9,8 +9,7 @@
 //! id instead of waiting forever. At end of input the session is closed with `DELETE`.
 
 use std::io::{BufRead as _, BufReader, Read, Write as _};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -37,7 +36,9 @@ struct Bridge {
     agent: ureq::Agent,
     session: Mutex<Session>,
     out: Mutex<Box<dyn std::io::Write + Send>>,
-    in_flight: AtomicUsize,
+    /// Requests being forwarded, at most [`MAX_IN_FLIGHT`]; `slot_freed` wakes the reader.
+    in_flight: Mutex<usize>,
+    slot_freed: Condvar,
 }
 
 /// Bridges `input` to the gateway of the node at `base` (`http://host:port`), writing the
@@ -58,7 +59,8 @@ pub(crate) fn run(
         agent,
         session: Mutex::new(Session::default()),
         out: Mutex::new(output),
-        in_flight: AtomicUsize::new(0),
+        in_flight: Mutex::new(0),
+        slot_freed: Condvar::new(),
     });
     let mut reader = BufReader::new(input);
     let mut workers = Vec::new();
@@ -99,15 +101,13 @@ pub(crate) fn run(
             bridge.forward(&message);
             continue;
         }
-        while bridge.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
-            thread::sleep(Duration::from_millis(2));
-        }
-        bridge.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Backpressure: stop reading stdin while MAX_IN_FLIGHT requests are out.
+        bridge.take_slot();
         let worker_bridge = Arc::clone(&bridge);
         workers.retain(|worker: &thread::JoinHandle<()>| !worker.is_finished());
         workers.push(thread::spawn(move || {
             worker_bridge.forward(&message);
-            worker_bridge.in_flight.fetch_sub(1, Ordering::AcqRel);
+            worker_bridge.free_slot();
         }));
     }
     for worker in workers {
@@ -118,6 +118,32 @@ pub(crate) fn run(
 }
 
 impl Bridge {
+    fn in_flight(&self) -> MutexGuard<'_, usize> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until fewer than [`MAX_IN_FLIGHT`] requests are out, then counts one more.
+    fn take_slot(&self) {
+        let mut in_flight = self.in_flight();
+        while *in_flight >= MAX_IN_FLIGHT {
+            in_flight = self
+                .slot_freed
+                .wait(in_flight)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *in_flight += 1;
+    }
+
+    /// A request is answered (or failed): its slot is free.
+    fn free_slot(&self) {
+        let mut in_flight = self.in_flight();
+        *in_flight = in_flight.saturating_sub(1);
+        drop(in_flight);
+        self.slot_freed.notify_one();
+    }
+
     fn session(&self) -> Session {
         self.session
             .lock()
@@ -273,5 +299,51 @@ impl Bridge {
                 .header("Mcp-Session-Id", &id)
                 .call();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn bridge() -> Bridge {
+        Bridge {
+            endpoint: "http://127.0.0.1:9/mcp".to_owned(),
+            agent: ureq::Agent::config_builder().build().into(),
+            session: Mutex::new(Session::default()),
+            out: Mutex::new(Box::new(std::io::sink())),
+            in_flight: Mutex::new(0),
+            slot_freed: Condvar::new(),
+        }
+    }
+
+    #[test]
+    fn the_reader_waits_for_a_free_slot_and_wakes_when_one_is_freed() {
+        let bridge = Arc::new(bridge());
+        for _ in 0..MAX_IN_FLIGHT {
+            bridge.take_slot();
+        }
+        let (taken_tx, taken_rx) = mpsc::channel();
+        let waiter = {
+            let bridge = Arc::clone(&bridge);
+            thread::spawn(move || {
+                bridge.take_slot();
+                taken_tx.send(()).unwrap_or_default();
+            })
+        };
+        // Every slot is taken: the waiter stays blocked.
+        assert!(
+            taken_rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "a slot was taken beyond the limit"
+        );
+        bridge.free_slot();
+        assert!(
+            taken_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "freeing a slot did not wake the reader"
+        );
+        waiter.join().unwrap_or_default();
+        assert_eq!(*bridge.in_flight(), MAX_IN_FLIGHT);
     }
 }
