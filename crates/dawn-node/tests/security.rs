@@ -513,6 +513,26 @@ async fn readyz_reports_a_node_whose_every_breaker_is_open() {
         a.trust(&target.node_id()).breaker,
         dawn_resilience::BreakerState::Open
     );
+    // /metrics says the same: one open breaker (counted on the node's 1 s tick) and the
+    // transition that opened it.
+    let mut metrics = String::new();
+    eventually(
+        Duration::from_secs(10),
+        "/metrics to count the open breaker",
+        || {
+            metrics = a.metrics().encode().unwrap();
+            metrics
+                .lines()
+                .any(|l| l == r#"dawn_breakers{state="open"} 1"#)
+        },
+    )
+    .await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with(r#"dawn_breaker_transitions_total{to="open""#) && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
     a.shutdown().await.unwrap();
 
     // A node with no peers at all is ready.
