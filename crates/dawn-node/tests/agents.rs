@@ -272,39 +272,6 @@ async fn the_directory_survives_a_restart_and_the_memory_agent_persists() {
     a.shutdown().await.unwrap();
 }
 
-/// One HTTP/1.1 POST; the status, the `Retry-After` header and the JSON answer.
-async fn post_with_headers(
-    addr: SocketAddr,
-    path: &str,
-    body: &Value,
-) -> (u16, Option<String>, Value) {
-    let body = body.to_string();
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let retry_after = head
-        .lines()
-        .find_map(|line| line.strip_prefix("retry-after: "))
-        .map(str::to_owned);
-    (
-        status,
-        retry_after,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
-}
-
 /// The count in a per-second summary entry (`... {count} agent requests refused ...` or
 /// `denied {count} more times ...`).
 fn summary_count(details: &str, before: &str, after: &str) -> Option<u64> {
@@ -342,12 +309,11 @@ async fn a_peer_over_its_request_limit_gets_429s_is_cut_off_and_leaves_a_bounded
     let mut statuses = Vec::new();
     let mut limited = None;
     for _ in 0..30 {
-        let (status, retry_after, body) =
-            post_with_headers(http, &path, &json!({"text": "hi"})).await;
-        if status == 429 && limited.is_none() {
-            limited = Some((retry_after, body));
+        let reply = common::post_json(http, &path, &json!({"text": "hi"})).await;
+        if reply.status == 429 && limited.is_none() {
+            limited = Some((reply.header("retry-after").map(str::to_owned), reply.json()));
         }
-        statuses.push(status);
+        statuses.push(reply.status);
     }
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 429),

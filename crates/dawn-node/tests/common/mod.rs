@@ -87,6 +87,27 @@ impl Response {
 
 /// Sends one raw HTTP/1.1 request and reads the whole response (the server closes).
 pub async fn request(addr: SocketAddr, method: &str, path: &str, extra_headers: &str) -> Response {
+    request_with_body(addr, method, path, extra_headers, "").await
+}
+
+/// `POST`s `body` as JSON.
+pub async fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Response {
+    let body = body.to_string();
+    let headers = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    request_with_body(addr, "POST", path, &headers, &body).await
+}
+
+/// [`request`] with a body after the head (give its `Content-Length` in `extra_headers`).
+pub async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &str,
+    body: &str,
+) -> Response {
     let mut stream =
         tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
             .await
@@ -98,7 +119,7 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, extra_headers: 
         format!("Host: {addr}\r\n")
     };
     let text =
-        format!("{method} {path} HTTP/1.1\r\n{host}{extra_headers}Connection: close\r\n\r\n");
+        format!("{method} {path} HTTP/1.1\r\n{host}{extra_headers}Connection: close\r\n\r\n{body}");
     stream.write_all(text.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
