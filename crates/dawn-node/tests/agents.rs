@@ -130,12 +130,12 @@ async fn an_mcp_client_on_one_gateway_lists_and_calls_agents_of_two_other_nodes(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_peers_tool_call_is_denied_and_audited_until_the_operator_trusts_it() {
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = builder(dir_a.path()).start().await.unwrap();
-    let b = builder(dir_b.path())
-        .bootstrap([bootstrap_to(&a)])
+/// Starts B from `b`, then A bootstrapped to B, and waits until A's directory has B's
+/// built-in agents.
+async fn pair(dir_a: &std::path::Path, b: dawn_node::NodeBuilder) -> (Node, Node) {
+    let b = b.start().await.unwrap();
+    let a = builder(dir_a)
+        .bootstrap([bootstrap_to(&b)])
         .start()
         .await
         .unwrap();
@@ -143,6 +143,13 @@ async fn an_unknown_peers_tool_call_is_denied_and_audited_until_the_operator_tru
         has_agents_of(&a, b.node_id(), 4)
     })
     .await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_peers_tool_call_is_denied_and_audited_until_the_operator_trusts_it() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = pair(dir_a.path(), builder(dir_b.path())).await;
     let http = a.http_addr().unwrap();
     let path = format!("/api/agents/{}/echo/tools/echo", b.node_id());
 
@@ -208,17 +215,8 @@ async fn an_unknown_peers_tool_call_is_denied_and_audited_until_the_operator_tru
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_survives_a_restart_and_the_memory_agent_persists() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = builder(dir_a.path()).start().await.unwrap();
-    let b = builder(dir_b.path())
-        .bootstrap([bootstrap_to(&a)])
-        .start()
-        .await
-        .unwrap();
+    let (a, b) = pair(dir_a.path(), builder(dir_b.path())).await;
     let b_id = b.node_id();
-    eventually(LIMIT, "A to learn B's agents", || {
-        has_agents_of(&a, b_id, 4)
-    })
-    .await;
     let http = a.http_addr().unwrap();
     let local = a.node_id();
     let (status, body) = post_json(
@@ -285,19 +283,10 @@ async fn a_peer_over_its_request_limit_gets_429s_is_cut_off_and_leaves_a_bounded
     let mut resilience = dawn_node::ResilienceConfig::default();
     resilience.call_limit.requests_per_sec = 10;
     resilience.call_limit.request_burst = 10;
-    let b = builder(dir_b.path())
-        .resilience_config(resilience)
-        .start()
-        .await
-        .unwrap();
-    let a = builder(dir_a.path())
-        .bootstrap([bootstrap_to(&b)])
-        .start()
-        .await
-        .unwrap();
-    eventually(LIMIT, "A to learn B's agents", || {
-        has_agents_of(&a, b.node_id(), 4)
-    })
+    let (a, b) = pair(
+        dir_a.path(),
+        builder(dir_b.path()).resilience_config(resilience),
+    )
     .await;
     trust(&b, &a).await;
     let http = a.http_addr().unwrap();
@@ -451,16 +440,7 @@ fn futures_block<F: Future>(future: F) -> F::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_denials_are_audited_once_a_second_with_a_count_that_adds_up() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let b = builder(dir_b.path()).start().await.unwrap();
-    let a = builder(dir_a.path())
-        .bootstrap([bootstrap_to(&b)])
-        .start()
-        .await
-        .unwrap();
-    eventually(LIMIT, "A to learn B's agents", || {
-        has_agents_of(&a, b.node_id(), 4)
-    })
-    .await;
+    let (a, b) = pair(dir_a.path(), builder(dir_b.path())).await;
     // A is unknown to B: it may list B's agents but not call them.
     let client = a
         .agent_client(&dawn_node::AgentAddr::new(
