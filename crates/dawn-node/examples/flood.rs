@@ -227,12 +227,17 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) -> Result<(), BoxError>
 
 /// The process's resident set size in KiB, from `/proc/self/status`.
 fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+/// A `kB` field of `/proc/self/status` (0 if it cannot be read).
+fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .find_map(|line| line.strip_prefix(field))
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
@@ -1154,13 +1159,5 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 fn hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    proc_status_kib("VmHWM:")
 }

@@ -146,6 +146,16 @@ async fn pair(dir_a: &std::path::Path, b: dawn_node::NodeBuilder) -> (Node, Node
     (a, b)
 }
 
+/// `a`'s MCP client for `b`'s echo agent.
+async fn echo_client(a: &Node, b: &Node) -> dawn_node::AgentClient {
+    a.agent_client(&dawn_node::AgentAddr::new(
+        b.node_id(),
+        "echo".parse().unwrap(),
+    ))
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_peers_tool_call_is_denied_and_audited_until_the_operator_trusts_it() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -325,13 +335,7 @@ async fn a_peer_over_its_request_limit_gets_429s_is_cut_off_and_leaves_a_bounded
     // Now A floods B's echo from eight tasks: B refuses what is over the limit cheaply,
     // every 64 refusals cost A trust, and A, although assigned Trusted, falls to Untrusted
     // and is disconnected.
-    let client = a
-        .agent_client(&dawn_node::AgentAddr::new(
-            b.node_id(),
-            "echo".parse().unwrap(),
-        ))
-        .await
-        .unwrap();
+    let client = echo_client(&a, &b).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let client = client.clone();
@@ -442,13 +446,7 @@ async fn repeated_denials_are_audited_once_a_second_with_a_count_that_adds_up() 
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = pair(dir_a.path(), builder(dir_b.path())).await;
     // A is unknown to B: it may list B's agents but not call them.
-    let client = a
-        .agent_client(&dawn_node::AgentAddr::new(
-            b.node_id(),
-            "echo".parse().unwrap(),
-        ))
-        .await
-        .unwrap();
+    let client = echo_client(&a, &b).await;
     const CALLS: u64 = 120;
     for _ in 0..CALLS {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
